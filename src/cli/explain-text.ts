@@ -26,6 +26,9 @@ export function explainDecision(d: Decision, req: AuthzCheckRequest): string {
     lines.push(`   peer identity: ${d.principal ?? 'none'}`);
   }
   if (t.normalizedPath !== undefined) lines.push(`2. Path: ${JSON.stringify(req.request.path)} is matched as ${JSON.stringify(t.normalizedPath)}`);
+  if (t.normalizedPath !== undefined && !t.requestAuthentication) {
+    lines.push('3. Request authentication: no RequestAuthentication applies to this workload');
+  }
   if (t.requestAuthentication) {
     const r = t.requestAuthentication;
     lines.push(`3. Request authentication: ${r.status === 'ok' ? 'passed' : `refused (${r.status})`}: ${r.reason}${r.policy ? ` [${r.policy}]` : ''}`);

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const BIN = resolve(import.meta.dirname, '../../bin/meshward.ts');
-const EXAMPLES = resolve(import.meta.dirname, '../../examples/authz');
+const EXAMPLES = resolve(import.meta.dirname, '../../examples/authz/policies');
+const REQUESTS = resolve(import.meta.dirname, '../../examples/authz/requests');
 
 interface Run {
   code: number | null;
@@ -41,7 +42,7 @@ after(async () => {
 
 describe('authz check -o json', () => {
   it('prints exactly one JSON object with the contract fields, exit 0, for a DENY', async () => {
-    const r = await meshward(['authz', 'check', '-f', join(EXAMPLES, 'payment-policy.yaml'), '--request', join(EXAMPLES, 'reporting-to-payments.json'), '-o', 'json']);
+    const r = await meshward(['authz', 'check', '-f', join(EXAMPLES, 'payment.yaml'), '--request', join(REQUESTS, 'reporting-to-payments.json'), '-o', 'json']);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     assert.deepEqual(
@@ -52,7 +53,7 @@ describe('authz check -o json', () => {
   });
 
   it('ALLOW names the allowing policy', async () => {
-    const r = await meshward(['authz', 'check', '-f', EXAMPLES, '--request', join(EXAMPLES, 'order-to-payments.json'), '-o', 'json']);
+    const r = await meshward(['authz', 'check', '-f', EXAMPLES, '--request', join(REQUESTS, 'order-to-payments.json'), '-o', 'json']);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     assert.equal(out.decision, 'ALLOW');
@@ -62,7 +63,7 @@ describe('authz check -o json', () => {
   });
 
   it('plaintext under STRICT is a reset at peer-authentication', async () => {
-    const r = await meshward(['authz', 'check', '-f', EXAMPLES, '--request', join(EXAMPLES, 'plaintext-to-payments.json'), '-o', 'json']);
+    const r = await meshward(['authz', 'check', '-f', EXAMPLES, '--request', join(REQUESTS, 'plaintext-to-payments.json'), '-o', 'json']);
     const out = JSON.parse(r.stdout);
     assert.deepEqual([out.decision, out.status, out.stage, out.principal], ['DENY', 'reset', 'peer-authentication', null]);
   });
@@ -85,7 +86,7 @@ describe('authz check -o json', () => {
     const comments = join(dir, 'comments.yaml');
     await writeFile(empty, '');
     await writeFile(comments, '# nothing here\n---\n# still nothing\n');
-    const r = await meshward(['authz', 'check', '-f', empty, '-f', comments, '-f', join(EXAMPLES, 'payment-policy.yaml'), '--request', join(EXAMPLES, 'order-to-payments.json'), '-o', 'json']);
+    const r = await meshward(['authz', 'check', '-f', empty, '-f', comments, '-f', join(EXAMPLES, 'payment.yaml'), '--request', join(REQUESTS, 'order-to-payments.json'), '-o', 'json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).decision, 'ALLOW');
   });
@@ -93,7 +94,7 @@ describe('authz check -o json', () => {
   it('skips other kinds with a warning on stderr, stdout stays JSON', async () => {
     const file = join(dir, 'mixed.yaml');
     await writeFile(file, `apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: vs\nspec: {}\n`);
-    const r = await meshward(['authz', 'check', '-f', file, '--request', join(EXAMPLES, 'order-to-payments.json'), '-o', 'json']);
+    const r = await meshward(['authz', 'check', '-f', file, '--request', join(REQUESTS, 'order-to-payments.json'), '-o', 'json']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /warning/);
     assert.match(r.stderr, /Service/);
@@ -105,7 +106,7 @@ describe('authz check errors exit 2 and name the problem', () => {
   it('an invalid resource: file, document, field and reason; nothing on stdout', async () => {
     const file = join(dir, 'bad.yaml');
     await writeFile(file, `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: ok\nspec: {}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: bad\n  namespace: foo\nspec:\n  action: ALLOWED\n`);
-    const r = await meshward(['authz', 'check', '-f', file, '--request', join(EXAMPLES, 'order-to-payments.json'), '-o', 'json']);
+    const r = await meshward(['authz', 'check', '-f', file, '--request', join(REQUESTS, 'order-to-payments.json'), '-o', 'json']);
     assert.equal(r.code, 2);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /bad\.yaml/);
@@ -131,7 +132,7 @@ describe('authz check errors exit 2 and name the problem', () => {
   });
 
   it('a missing file', async () => {
-    const r = await meshward(['authz', 'check', '-f', join(dir, 'nope.yaml'), '--request', join(EXAMPLES, 'order-to-payments.json'), '-o', 'json']);
+    const r = await meshward(['authz', 'check', '-f', join(dir, 'nope.yaml'), '--request', join(REQUESTS, 'order-to-payments.json'), '-o', 'json']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /nope\.yaml/);
   });
@@ -145,7 +146,7 @@ describe('authz check errors exit 2 and name the problem', () => {
 
 describe('authz check text output explains the decision', () => {
   it('names the nearest ALLOW rule and the first condition not met', async () => {
-    const r = await meshward(['authz', 'check', '-f', EXAMPLES, '--request', join(EXAMPLES, 'reporting-to-payments.json')]);
+    const r = await meshward(['authz', 'check', '-f', EXAMPLES, '--request', join(REQUESTS, 'reporting-to-payments.json')]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^DENY \(HTTP 403\) at authorization/);
     assert.match(r.stdout, /nearest ALLOW rule: production\/payment-service-policy rules\[0\]/);
