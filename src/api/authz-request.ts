@@ -168,7 +168,7 @@ const meshConfig = withRules(
       if (typeof name !== 'string') return;
       const first = firstIndex.get(name);
       if (first === undefined) firstIndex.set(name, i);
-      else ctx.error([i, 'name'], `duplicate extension provider name "${name}" (also extensionProviders[${first}])`);
+      else ctx.error(['extensionProviders', i, 'name'], `duplicate extension provider name "${name}" (also extensionProviders[${first}])`);
     });
   },
 );

@@ -35,7 +35,7 @@ export function issuesToDiagnostics(issues: readonly z.core.$ZodIssue[], ctx: Is
       for (const key of issue.keys) out.push(diagnostic(ctx, [...path, key], unknownFieldMessage(key, known)));
       continue;
     }
-    out.push(diagnostic(ctx, path, messageFor(issue, valueAt(ctx.input, path), path)));
+    out.push(diagnostic(ctx, path, messageFor(issue, valueAt(ctx.input, path), path, schemaAt(ctx.schema, path))));
   }
   return out;
 }
@@ -82,18 +82,20 @@ export function describeValue(v: unknown): string {
   return `${typeof v} ${String(v)}`;
 }
 
-function messageFor(issue: z.core.$ZodIssue, value: unknown, path: FieldPath): string {
+function messageFor(issue: z.core.$ZodIssue, value: unknown, path: FieldPath, schema: z.ZodType | undefined): string {
   switch (issue.code) {
     case 'invalid_type': {
       const last = path[path.length - 1];
       if (value === undefined) return `missing required field${typeof last === 'string' ? ` "${last}"` : ''}`;
-      const expected = TYPE_NAMES[issue.expected] ?? issue.expected;
+      // An integer schema reports a string input as "expected number"; say what it really wants.
+      const wanted = schema !== undefined && isIntegerSchema(schema) ? 'int' : issue.expected;
+      const expected = TYPE_NAMES[wanted] ?? wanted;
       let message = `expected ${expected}, got ${describeValue(value)}`;
       // YAML reads 80 or true as a number or boolean; Istio wants strings there (ports, label values).
       if (expected === 'string' && (typeof value === 'number' || typeof value === 'boolean')) {
         message += ` (quote it: "${String(value)}")`;
       }
-      if (value === null) message += ' (remove the field if it should be absent)';
+      if (value === null && typeof last === 'string') message += ' (remove the field if it should be absent)';
       return message;
     }
     case 'invalid_value':
@@ -112,6 +114,7 @@ interface SchemaDef {
   readonly innerType?: z.ZodType;
   readonly valueType?: z.ZodType;
   readonly in?: z.ZodType;
+  readonly format?: string;
 }
 
 function defOf(schema: z.ZodType): SchemaDef {
@@ -129,8 +132,8 @@ function unwrap(schema: z.ZodType): z.ZodType {
   }
 }
 
-/** The field names the object schema at `path` accepts. */
-function knownKeys(schema: z.ZodType, path: FieldPath): string[] {
+/** The schema that validates the value at `path`, unwrapped; undefined when the path leaves the schema. */
+function schemaAt(schema: z.ZodType, path: FieldPath): z.ZodType | undefined {
   let s: z.ZodType | undefined = unwrap(schema);
   for (const seg of path) {
     const def = defOf(s);
@@ -138,9 +141,20 @@ function knownKeys(schema: z.ZodType, path: FieldPath): string[] {
     else if (def.type === 'array') s = def.element;
     else if (def.type === 'record') s = def.valueType;
     else s = undefined;
-    if (s === undefined) return [];
+    if (s === undefined) return undefined;
     s = unwrap(s);
   }
-  const def = defOf(s);
-  return def.type === 'object' && def.shape !== undefined ? Object.keys(def.shape) : [];
+  return s;
+}
+
+function isIntegerSchema(schema: z.ZodType): boolean {
+  const def = defOf(schema);
+  return def.type === 'number' && typeof def.format === 'string' && def.format.includes('int');
+}
+
+/** The field names the object schema at `path` accepts. */
+function knownKeys(schema: z.ZodType, path: FieldPath): string[] {
+  const s = schemaAt(schema, path);
+  const def = s === undefined ? undefined : defOf(s);
+  return def?.type === 'object' && def.shape !== undefined ? Object.keys(def.shape) : [];
 }

@@ -59,8 +59,9 @@ function parseText(file: string, text: string): { resources: IstioResource[]; di
   const resources: IstioResource[] = [];
   const diagnostics: Diagnostic[] = [];
   const counter = new LineCounter();
-  // YAML 1.2 (JSON is a subset, so .json files parse the same way); duplicate keys are errors.
-  const docs = parseAllDocuments(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  // YAML 1.2, of which JSON is a subset, so .json files parse the same way. Duplicate
+  // keys are errors; `<<` merge keys work, as they do for kubectl.
+  const docs = parseAllDocuments(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true, merge: true });
   docs.forEach((doc, documentIndex) => {
     const found: Diagnostic[] = [];
     const at = (offset: number) => ({ file, documentIndex, line: counter.linePos(offset).line });

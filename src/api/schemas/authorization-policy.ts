@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { AuthorizationPolicySpec } from '../resources.ts';
 import {
   checked,
+  isRecord,
   listField,
   listLength,
   nonEmptyList,
@@ -13,9 +14,9 @@ import {
   recordField,
   stringField,
   withRules,
-  isRecord,
   type Finding,
-  type PathSegment,
+  type Raw,
+  type RuleContext,
 } from './build.ts';
 import { oneWayToSelect, policyTargetReference, workloadSelector } from './common.ts';
 import { checkConditionKey, unsupportedWithCustom } from './conditions.ts';
@@ -194,7 +195,7 @@ export const authorizationPolicySpec = withRules(
   },
 );
 
-function customRestrictions(spec: Readonly<Record<string, unknown>>, error: (path: readonly PathSegment[], m: string) => void): void {
+function customRestrictions(spec: Raw, error: RuleContext['error']): void {
   listField(spec, 'rules').forEach((r, i) => {
     if (!isRecord(r)) return;
     listField(r, 'from').forEach((from, j) => {

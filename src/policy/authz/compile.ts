@@ -79,7 +79,7 @@ function bracketNames(s: string): string[] | null {
   return names.length > 0 ? names : null;
 }
 
-function conditionClause(c: Condition, action: AuthorizationAction, bundle: TrustDomainBundle): Clause | null {
+function conditionClause(c: Condition, action: AuthorizationAction, bundle: TrustDomainBundle, policyNs: string): Clause | null {
   const field = `when[${c.key}]`;
   const k = c.key;
   const mk = (httpOnly: boolean, build: Parameters<typeof makeClause>[4]) =>
@@ -93,6 +93,8 @@ function conditionClause(c: Condition, action: AuthorizationAction, bundle: Trus
       return mk(false, f.namespacePredicate);
     case 'source.principal':
       return mk(false, (v) => f.principalPredicate(v, bundle));
+    case 'source.serviceAccount':
+      return mk(false, (v) => f.serviceAccountPredicate(v, policyNs));
     case 'request.auth.principal':
       return mk(true, f.requestPrincipalPredicate);
     case 'request.auth.audiences':
@@ -105,6 +107,12 @@ function conditionClause(c: Condition, action: AuthorizationAction, bundle: Trus
       return mk(false, f.portPredicate);
     case 'connection.sni':
       return mk(false, f.sniPredicate);
+  }
+  if (k.startsWith('request.experimental.inline.headers')) {
+    const names = bracketNames(k.slice('request.experimental.inline.headers'.length));
+    if (names === null || names.length !== 1) return unknowable(field, c, action);
+    const name = names[0]!;
+    return mk(true, (v) => f.inlineHeaderPredicate(name, v));
   }
   if (k.startsWith('request.headers')) {
     const names = bracketNames(k.slice('request.headers'.length));
@@ -143,7 +151,7 @@ function compileRule(
 ): CompiledRule {
   const sources = (rule.from ?? []).map((from) => sourceClauses(from.source ?? {}, bundle, policyNs));
   const operations = (rule.to ?? []).map((to) => operationClauses(to.operation ?? {}));
-  const when = (rule.when ?? []).map((c) => conditionClause(c, action, bundle)).filter((c): c is Clause => c !== null);
+  const when = (rule.when ?? []).map((c) => conditionClause(c, action, bundle, policyNs)).filter((c): c is Clause => c !== null);
   return Object.freeze({ index, sources, operations, when });
 }
 

@@ -230,6 +230,23 @@ export function headerPredicate(name: string, values: readonly string[]): Attrib
   };
 }
 
+/**
+ * `request.experimental.inline.headers[name]`: the header holds a
+ * comma-separated list and one of its elements must match (Istio generates
+ * `^v$|^v,.*|.*,v,.*|.*,v$` for a value v).
+ */
+export function inlineHeaderPredicate(name: string, values: readonly string[]): AttributePredicate {
+  const lower = name.toLowerCase();
+  const match = compileStringMatch(values.filter((v) => v !== '*'));
+  const presence = values.includes('*');
+  return (a) => {
+    if (!Object.hasOwn(a.headers, lower)) return false;
+    if (presence) return true;
+    for (const element of a.headers[lower]!.split(',')) if (match(element)) return true;
+    return false;
+  };
+}
+
 export function sniPredicate(values: readonly string[]): AttributePredicate {
   const match = compileStringMatch(values);
   return (a) => match(a.sni);

@@ -616,3 +616,20 @@ describe('HTTP-only fields on TCP connections', () => {
     expectDecision(await decide(engine, { tcp: true }), 'DENY', 'reset', 'authorization');
   });
 });
+
+describe('less common condition keys', () => {
+  it('source.serviceAccount matches the peer identity', async () => {
+    const engine = engineFrom(allowPolicy(`  - when:
+    - key: source.serviceAccount
+      values: ["bar/sleep"]`));
+    expectDecision(await decide(engine), 'ALLOW', 200);
+    expectDecision(await decide(engine, { principal: 'cluster.local/ns/bar/sa/other' }), 'DENY', 403, 'authorization');
+  });
+  it('request.experimental.inline.headers matches one element of a comma-separated value', async () => {
+    const engine = engineFrom(allowPolicy(`  - when:
+    - key: request.experimental.inline.headers[x-groups]
+      values: ["admin"]`));
+    expectDecision(await decide(engine, { headers: { 'x-groups': 'dev,admin,ops' } }), 'ALLOW', 200);
+    expectDecision(await decide(engine, { headers: { 'x-groups': 'dev,administrators' } }), 'DENY', 403, 'authorization');
+  });
+});
