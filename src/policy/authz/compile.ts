@@ -112,7 +112,7 @@ function conditionClause(c: Condition, action: AuthorizationAction, bundle: Trus
     const names = bracketNames(k.slice('request.experimental.inline.headers'.length));
     if (names === null || names.length !== 1) return unknowable(field, c, action);
     const name = names[0]!;
-    return mk(true, (v) => f.inlineHeaderPredicate(name, v));
+    return mk(true, (v) => f.headerPredicate(name, v, true));
   }
   if (k.startsWith('request.headers')) {
     const names = bracketNames(k.slice('request.headers'.length));

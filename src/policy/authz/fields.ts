@@ -219,31 +219,21 @@ export function pathPredicate(values: readonly string[]): AttributePredicate {
   };
 }
 
-/** `request.headers[name]`: `*` means present; otherwise exact, prefix or suffix on the value. */
-export function headerPredicate(name: string, values: readonly string[]): AttributePredicate {
-  const lower = name.toLowerCase();
-  const match = compileStringMatch(values.filter((v) => v !== '*'));
-  const presence = values.includes('*');
-  return (a) => {
-    if (!Object.hasOwn(a.headers, lower)) return false;
-    return presence || match(a.headers[lower]!);
-  };
-}
-
 /**
- * `request.experimental.inline.headers[name]`: the header holds a
- * comma-separated list and one of its elements must match (Istio generates
- * `^v$|^v,.*|.*,v,.*|.*,v$` for a value v).
+ * `request.headers[name]`: `*` means present; otherwise exact, prefix or
+ * suffix on the value. With `elementwise` (Istio's
+ * `request.experimental.inline.headers[name]`) the value is a
+ * comma-separated list and one element must match, as Istio's generated
+ * regex `^v$|^v,.*|.*,v,.*|.*,v$` does.
  */
-export function inlineHeaderPredicate(name: string, values: readonly string[]): AttributePredicate {
+export function headerPredicate(name: string, values: readonly string[], elementwise = false): AttributePredicate {
   const lower = name.toLowerCase();
   const match = compileStringMatch(values.filter((v) => v !== '*'));
   const presence = values.includes('*');
+  const matchValue = elementwise ? (v: string) => v.split(',').some(match) : match;
   return (a) => {
     if (!Object.hasOwn(a.headers, lower)) return false;
-    if (presence) return true;
-    for (const element of a.headers[lower]!.split(',')) if (match(element)) return true;
-    return false;
+    return presence || matchValue(a.headers[lower]!);
   };
 }
 
