@@ -208,8 +208,7 @@ function describeIssues(error: z.ZodError): string {
   return error.issues.map((i) => `  ${i.path.join('.') || '(file)'}: ${i.message}`).join('\n');
 }
 
-async function loadOne(path: string): Promise<GoldenFile> {
-  const id = relative(CASES_DIR, path).split('\\').join('/');
+async function loadOne(id: string, path: string): Promise<GoldenFile> {
   const raw: unknown = parse(readFileSync(path, 'utf8'), { uniqueKeys: true });
   const parsed = caseFileSpec.safeParse(raw);
   if (!parsed.success) throw new Error(`${id}: not a valid case file:\n${describeIssues(parsed.error)}`);
@@ -235,7 +234,7 @@ export async function loadCaseFiles(dir = CASES_DIR): Promise<LoadedFile[]> {
   for (const path of listYaml(dir)) {
     const id = relative(dir, path).split('\\').join('/');
     try {
-      out.push({ id, file: await loadOne(path) });
+      out.push({ id, file: await loadOne(id, path) });
     } catch (err) {
       out.push({ id, error: (err as Error).message });
     }
@@ -251,7 +250,8 @@ const resourceCache = new WeakMap<GoldenFile, ResourceSet>();
 export function resourcesOf(file: GoldenFile): ResourceSet {
   const cached = resourceCache.get(file);
   if (cached !== undefined) return cached;
-  const { resources, diagnostics } = loadResourcesFromText(file.id, file.resourcesText);
+  // Diagnostics say `<case file>#resources:<line>`, the line counted from the first line of the block.
+  const { resources, diagnostics } = loadResourcesFromText(`${file.id}#resources`, file.resourcesText);
   const errors = diagnostics.filter((d) => d.severity === 'error');
   if (errors.length > 0) {
     throw new Error(`${file.id}: resources are invalid (the CLI would exit 2):\n${errors.map((d) => `  ${formatDiagnostic(d)}`).join('\n')}`);
