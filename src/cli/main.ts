@@ -5,6 +5,8 @@ import { MeshwardError } from '../lib/errors.ts';
 import { EXIT_USAGE } from './io.ts';
 import { runValidate } from './validate.ts';
 import { runAuthzCheck } from './authz-check.ts';
+import { CA_KEY_TYPE_NAMES, DEFAULT_STATE_DIR, DEFAULT_TRUST_DOMAIN } from '../identity/ca/defaults.ts';
+import type { CaKeyType } from '../identity/ca/index.ts';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -35,7 +37,45 @@ function build(setExit: (code: number) => void): Command {
       setExit(await runAuthzCheck(opts.filename, opts.request, opts.output)),
     );
 
-  for (const cmd of [program, authz, ...program.commands, ...authz.commands]) cmd.exitOverride();
+  // The identity commands load the CA (X.509, metrics) only when they run.
+  const output = () => new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text');
+  const stateDir = () => new Option('--state-dir <dir>', 'CA state directory').default(DEFAULT_STATE_DIR);
+  const ca = program.command('ca').description('The mesh certificate authority: create, inspect, rotate roots');
+  ca.command('init')
+    .description('Create the CA (a self-signed root, or a plug-in CA from an Istio cacerts directory)')
+    .addOption(stateDir())
+    .option('--trust-domain <td>', 'SPIFFE trust domain', DEFAULT_TRUST_DOMAIN)
+    .addOption(new Option('--key-type <type>', 'key type of generated roots').choices(CA_KEY_TYPE_NAMES))
+    .option('--plugin-dir <dir>', 'cacerts directory: ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem')
+    .action(async (o: { stateDir: string; trustDomain: string; keyType?: CaKeyType; pluginDir?: string }) => setExit(await (await import('./ca-init.ts')).runCaInit(o)));
+  ca.command('status')
+    .description('Roots, their expiry and rotation phase, certificates issued')
+    .addOption(stateDir())
+    .addOption(output())
+    .action(async (o: { stateDir: string; output: 'text' | 'json' }) => setExit(await (await import('./ca-status.ts')).runCaStatus(o.stateDir, o.output)));
+  ca.command('rotate-root')
+    .description('Add a new root to the trust bundle (phase 1 of a root rotation)')
+    .addOption(stateDir())
+    .action(async (o: { stateDir: string }) => setExit(await (await import('./ca-rotate-root.ts')).runCaRotateRoot(o.stateDir)));
+  const cert = program.command('cert').description('Inspect and verify certificates');
+  cert
+    .command('inspect')
+    .description('SPIFFE ID, validity, key and signer of every certificate in a PEM file')
+    .argument('<file>', 'PEM file, or - for stdin')
+    .option('--bundle <file>', 'roots to look for signers in, besides the file itself')
+    .addOption(output())
+    .action(async (file: string, o: { bundle?: string; output: 'text' | 'json' }) => setExit(await (await import('./cert-inspect.ts')).runCertInspect(file, o.bundle, o.output)));
+  cert
+    .command('verify')
+    .description('Verify a certificate chain as an X.509-SVID against a trust bundle; exit 1 names the failed check')
+    .requiredOption('--bundle <file>', 'trust bundle (PEM roots)')
+    .requiredOption('--cert <file>', 'certificate chain, leaf first (PEM)')
+    .option('--trust-domain <td>', 'trust domain the certificate must belong to')
+    .addOption(output())
+    .action(async (o: { bundle: string; cert: string; trustDomain?: string; output: 'text' | 'json' }) => setExit(await (await import('./cert-verify.ts')).runCertVerify(o)));
+
+  const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+  for (const cmd of all(program)) cmd.exitOverride();
   return program;
 }
 

@@ -6,7 +6,8 @@ export type MeshwardErrorCode =
   | 'ERR_MW_USAGE' // bad command-line arguments
   | 'ERR_MW_READ' // a file or stdin could not be read
   | 'ERR_MW_INVALID_CONFIG' // Istio resources failed validation
-  | 'ERR_MW_INVALID_REQUEST'; // an authz check request failed validation
+  | 'ERR_MW_INVALID_REQUEST' // an authz check request failed validation
+  | 'ERR_MW_PEER_REFUSED'; // a TLS peer failed X509-SVID verification
 
 export class MeshwardError extends Error {
   readonly code: MeshwardErrorCode;
