@@ -6,14 +6,13 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { runMeshward } from '../support/cli.ts';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
 import { decide, loadCaseFiles, mismatches, type GoldenCase, type GoldenFile } from './golden.ts';
 
-const BIN = resolve(import.meta.dirname, '../../bin/meshward.ts');
 
 /** One case per outcome: ALLOW, 403 at authorization, reset at peer authentication, 400 at normalization, 401 with a real JWT. */
 const PICKS: readonly (readonly [file: string, name: string])[] = [
@@ -24,23 +23,8 @@ const PICKS: readonly (readonly [file: string, name: string])[] = [
   ['jwt/request-authentication-only.yaml', 'a token signed by a foreign key is rejected with 401'],
 ];
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function meshward(args: readonly string[], stdin: string): Promise<Run> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolveRun({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
+function meshward(args: readonly string[], stdin: string) {
+  return runMeshward(args, { stdin });
 }
 
 const loaded = await loadCaseFiles();

@@ -4,32 +4,16 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { runMeshward } from '../support/cli.ts';
 
-const BIN = resolve(import.meta.dirname, '../../bin/meshward.ts');
 const EXAMPLES = resolve(import.meta.dirname, '../../examples/authz/policies');
 const REQUESTS = resolve(import.meta.dirname, '../../examples/authz/requests');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function meshward(args: string[], stdin?: string): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-    child.stdin.end(stdin ?? '');
-  });
+function meshward(args: string[], stdin?: string) {
+  return runMeshward(args, stdin === undefined ? {} : { stdin });
 }
 
 let dir: string;

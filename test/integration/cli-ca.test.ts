@@ -3,33 +3,18 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { webcrypto } from 'node:crypto';
 import { CertificateAuthority } from '../../src/identity/ca/index.ts';
 import { encodePem, x509 } from '../../src/identity/ca/x509.ts';
 import { createLeaf, createRootCa, ago, DAY } from '../support/pki.ts';
+import { runMeshward } from '../support/cli.ts';
 
-const BIN = resolve(import.meta.dirname, '../../bin/meshward.ts');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function meshward(args: string[], cwd: string): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
+function meshward(args: string[], cwd: string) {
+  return runMeshward(args, { cwd });
 }
 
 const TD = 'example.org';

@@ -1,0 +1,29 @@
+// Runs the real `meshward` command as a separate process, the way scripts
+// and CI checks run it, and collects its exit code and output.
+
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+
+export const MESHWARD_BIN = resolve(import.meta.dirname, '../../bin/meshward.ts');
+
+export interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function runMeshward(args: readonly string[], options: { stdin?: string; cwd?: string } = {}): Promise<CliRun> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, [MESHWARD_BIN, ...args], {
+      cwd: options.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolveRun({ code, stdout, stderr }));
+    child.stdin.end(options.stdin ?? '');
+  });
+}
