@@ -2,6 +2,7 @@
 // turning a CaError into the one line the operator reads.
 
 import { CaError } from '../identity/ca/index.ts';
+import type { RotationStep } from '../control/ca-server/index.ts';
 
 export function formatDuration(seconds: number): string {
   const s = Math.abs(Math.round(seconds));
@@ -28,3 +29,13 @@ export function printCaError(err: unknown): boolean {
   process.stderr.write(`meshward: ${err.detail} (${err.reason})\n`);
   return true;
 }
+
+/** A root rotation step as the CA server reports it, with what it waits for. */
+export const ROTATION_STEP_TEXT: Record<RotationStep, string> = {
+  idle: 'idle (no rotation since the server started)',
+  distributing: 'distributing (the new root is in the bundle, not signing; waiting until every agent trusts it)',
+  reissuing: 'reissuing (the new root signs; waiting until every agent holds a certificate from it)',
+  retiring: 'retiring (the old root left the bundle; waiting until every agent has applied that)',
+  complete: 'complete (the new root signs; the old root is retired)',
+  failed: 'stopped before completing',
+};

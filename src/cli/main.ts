@@ -40,7 +40,7 @@ function build(setExit: (code: number) => void): Command {
   // The identity commands load the CA (X.509, metrics) only when they run.
   const output = () => new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text');
   const stateDir = () => new Option('--state-dir <dir>', 'CA state directory').default(DEFAULT_STATE_DIR);
-  const ca = program.command('ca').description('The mesh certificate authority: create, inspect, rotate roots');
+  const ca = program.command('ca').description('The mesh certificate authority: create, serve, inspect, rotate roots');
   ca.command('init')
     .description('Create the CA (a self-signed root, or a plug-in CA from an Istio cacerts directory)')
     .addOption(stateDir())
@@ -53,8 +53,14 @@ function build(setExit: (code: number) => void): Command {
     .addOption(stateDir())
     .addOption(output())
     .action(async (o: { stateDir: string; output: 'text' | 'json' }) => setExit(await (await import('./ca-status.ts')).runCaStatus(o.stateDir, o.output)));
+  ca.command('serve')
+    .description('Run the CA server: Istio\'s CSR API and the trust bundle stream, an admin endpoint; loopback only')
+    .addOption(stateDir())
+    .option('--listen <host:port>', 'gRPC listener (a loopback address)', '127.0.0.1:15012')
+    .option('--admin <host:port>', 'admin HTTP listener (a loopback address; port 0 picks one)', '127.0.0.1:0')
+    .action(async (o: { stateDir: string; listen: string; admin: string }) => setExit(await (await import('./ca-serve.ts')).runCaServe(o)));
   ca.command('rotate-root')
-    .description('Add a new root to the trust bundle (phase 1 of a root rotation)')
+    .description('Rotate the root: through the running CA server, or offline phase 1 (add a root)')
     .addOption(stateDir())
     .action(async (o: { stateDir: string }) => setExit(await (await import('./ca-rotate-root.ts')).runCaRotateRoot(o.stateDir)));
   const cert = program.command('cert').description('Inspect and verify certificates');

@@ -350,11 +350,13 @@ export class CaServer {
   }
 
   async #listen(host: string, port: number): Promise<void> {
+    // An IPv6 literal needs brackets, or its last group reads as the port.
+    const named = host.includes(':') ? `[${host}]` : host;
     const bound = await new Promise<number>((resolve, reject) => {
-      this.#grpc.bindAsync(`${host}:${port}`, this.#credentials, (err, p) => (err ? reject(err) : resolve(p)));
+      this.#grpc.bindAsync(`${named}:${port}`, this.#credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.#port = bound;
-    this.#address = `${host.includes(':') ? `[${host}]` : host}:${bound}`;
+    this.#address = `${named}:${bound}`;
   }
 
   // --- caller authentication ---------------------------------------------------
