@@ -63,6 +63,11 @@ function build(setExit: (code: number) => void): Command {
     .description('Rotate the root: through the running CA server, or offline phase 1 (add a root)')
     .addOption(stateDir())
     .action(async (o: { stateDir: string }) => setExit(await (await import('./ca-rotate-root.ts')).runCaRotateRoot(o.stateDir)));
+  program
+    .command('proxy')
+    .description('Run a workload proxy: inbound mTLS, authorization, admin API')
+    .requiredOption('--config <file>', 'proxy config (YAML or JSON)')
+    .action(async (o: { config: string }) => setExit(await (await import('./proxy.ts')).runProxy(o)));
   const cert = program.command('cert').description('Inspect and verify certificates');
   cert
     .command('inspect')

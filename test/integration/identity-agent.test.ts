@@ -170,7 +170,7 @@ describe('workload agent', () => {
 
   it('keeps its certificate while the CA is down, backs off, and re-issues when the CA returns on the same port', async () => {
     const registry = new Registry();
-    const agent = await agentFor(WEB, { ttlSeconds: 5, registry, backoff: { initialMs: 100, maxMs: 400, multiplier: 2, jitter: 0.2 } });
+    const agent = await agentFor(WEB, { ttlSeconds: 8, registry, backoff: { initialMs: 100, maxMs: 400, multiplier: 2, jitter: 0.2 } });
     const errors: Error[] = [];
     agent.on('error', (e) => errors.push(e));
     let expired = false;

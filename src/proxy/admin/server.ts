@@ -1,0 +1,75 @@
+// The admin API, on loopback only: readiness, liveness, Prometheus metrics,
+// the config in force (secrets redacted) and the current certificate.
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ProxyConfig } from '../../api/proxy-config.ts';
+import type { Registry } from 'prom-client';
+
+export interface AdminSource {
+  ready(): boolean;
+  config(): ProxyConfig;
+  certs(): unknown;
+  readonly registry: Registry;
+}
+
+/** The config with the key file path and the bootstrap token replaced. */
+export function redactConfig(config: ProxyConfig): unknown {
+  const identity = config.identity;
+  return {
+    ...config,
+    identity: {
+      ...(identity.files ? { files: { ...identity.files, keyFile: '[redacted]' } } : {}),
+      ...(identity.ca ? { ca: { ...identity.ca, bootstrapToken: '[redacted]' } } : {}),
+    },
+  };
+}
+
+export async function startAdmin(bindPort: number, source: AdminSource): Promise<Server> {
+  const server = createServer((req, res) => {
+    const json = (status: number, body: unknown): void => {
+      const text = `${JSON.stringify(body, null, 2)}\n`;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(text);
+    };
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405, { allow: 'GET' }).end();
+      return;
+    }
+    switch (path) {
+      case '/ready':
+        res.writeHead(source.ready() ? 200 : 503, { 'content-type': 'text/plain' }).end(source.ready() ? 'LIVE\n' : 'NOT READY\n');
+        return;
+      case '/healthz':
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('OK\n');
+        return;
+      case '/stats/prometheus':
+        source.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': source.registry.contentType }).end(text),
+          () => res.writeHead(500).end(),
+        );
+        return;
+      case '/config_dump':
+        json(200, redactConfig(source.config()));
+        return;
+      case '/certs':
+        json(200, source.certs());
+        return;
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(bindPort, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+export function portOf(server: Server): number {
+  return (server.address() as AddressInfo).port;
+}

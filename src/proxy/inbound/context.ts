@@ -1,0 +1,33 @@
+// What every inbound listener shares with its proxy.
+
+import type { Agent } from 'node:http';
+import type { ClientHttp2Session } from 'node:http2';
+import type { AccessLogSink } from '../access-log.ts';
+import type { ProxyMetrics } from '../admin/metrics.ts';
+import type { ProxySnapshot } from '../snapshot.ts';
+
+/** Facts about one downstream connection, fixed when it is accepted. */
+export interface ConnectionInfo {
+  /** The configured (workload) port it arrived on. */
+  readonly port: number;
+  readonly mtls: boolean;
+  /** Peer principal without `spiffe://`; null without mTLS. */
+  readonly principal: string | null;
+  /** Hex SHA-256 of the peer leaf's DER (for x-forwarded-client-cert). */
+  readonly peerCertHash: string | null;
+  readonly remoteIp: string;
+  readonly localIp: string | undefined;
+  readonly snapshot: ProxySnapshot;
+}
+
+export interface InboundContext {
+  snapshot(): ProxySnapshot;
+  readonly metrics: ProxyMetrics;
+  readonly log: AccessLogSink;
+  /** This workload's SPIFFE ID, URI form. */
+  readonly selfId: string;
+  /** Keep-alive connections to the app for HTTP/1.1. */
+  readonly appAgent: Agent;
+  /** A shared HTTP/2 (h2c) session to the app on `appPort`. */
+  h2Session(appPort: number): ClientHttp2Session;
+}

@@ -1,0 +1,228 @@
+// One inbound HTTP request, HTTP/1.1 or HTTP/2 (node's compatibility API
+// gives both the same shape): decide with the policy engine, answer a denial
+// the way Envoy does, or forward to the app on loopback. Every way a request
+// can end is mapped to a response here and nowhere else.
+
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { constants as h2, type Http2ServerRequest, type Http2ServerResponse, type OutgoingHttpHeaders } from 'node:http2';
+import type { InboundPort } from '../../api/proxy-config.ts';
+import type { Decision } from '../../policy/decision.ts';
+import { destinationOf } from '../snapshot.ts';
+import type { ConnectionInfo, InboundContext } from './context.ts';
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+// Connection-specific headers never cross the proxy (RFC 9110 §7.6.1); HTTP/2 forbids them.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
+const XFCC = 'x-forwarded-client-cert';
+export const UPSTREAM_CONNECT_ERROR = 'upstream connect error or disconnect/reset before headers. reset reason: connection failure';
+
+/** Lower-case request headers, one value each, without pseudo-headers or `host`: what the engine reads. */
+function engineHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || name === 'host' || value === undefined) continue;
+    out[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  return out;
+}
+
+function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || HOP_BY_HOP.has(name) || value === undefined) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+function responseHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || HOP_BY_HOP.has(name) || value === undefined) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+function hostOf(req: Req): string {
+  return req.headers[':authority']?.toString() ?? req.headers.host ?? '';
+}
+
+function reset(req: Req, res: Res): void {
+  if ('stream' in res) res.stream.close(h2.NGHTTP2_REFUSED_STREAM);
+  else req.socket.destroy();
+}
+
+// Both response types take (status, headers); their overload sets differ only in status messages.
+function head(res: Res, status: number, headers: OutgoingHttpHeaders): void {
+  (res as ServerResponse).writeHead(status, headers);
+}
+
+function answer(res: Res, status: number, body: string, extra: OutgoingHttpHeaders = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  head(res, status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), ...extra });
+  res.end(body);
+}
+
+export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, port: InboundPort, ctx: InboundContext): void {
+  const started = performance.now();
+  const snap = info.snapshot;
+  const method = req.method ?? 'GET';
+  const path = req.url ?? '/';
+  const host = hostOf(req);
+  const finish = (code: number | 'reset', d: Decision | null, bypass = false): void => {
+    const ms = performance.now() - started;
+    const w = snap.config.workload;
+    ctx.metrics.request(
+      {
+        source_principal: info.principal === null ? 'unknown' : `spiffe://${info.principal}`,
+        destination_principal: ctx.selfId,
+        destination_workload: w.name,
+        destination_workload_namespace: w.namespace,
+        response_code: code === 'reset' ? '0' : String(code),
+        connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
+        request_protocol: port.protocol === 'grpc' ? 'grpc' : 'http',
+      },
+      ms,
+    );
+    ctx.log({
+      time: new Date().toISOString(),
+      workload: `${w.namespace}/${w.name}`,
+      port: info.port,
+      protocol: port.protocol,
+      method,
+      path,
+      responseCode: code,
+      decision: bypass ? 'BYPASS' : (d?.decision ?? 'ALLOW'),
+      stage: d?.stage ?? null,
+      policy: d?.policy ?? null,
+      principal: info.principal,
+      requestPrincipal: d?.requestPrincipal ?? null,
+      ...(d !== null && d.decision === 'DENY' ? { reason: d.reason } : {}),
+      durationMs: Math.round(ms * 1000) / 1000,
+      mtls: info.mtls,
+    });
+  };
+
+  // Probes rewritten by Istio reach the app in plaintext even under STRICT,
+  // and only on the exact paths configured.
+  const { mode } = snap.engine.peerMode(destinationOf(snap, info.port, info.localIp));
+  const isHealth = !info.mtls && (port.healthPaths ?? []).includes(path);
+  if (!info.mtls && mode === 'STRICT') {
+    if (isHealth) {
+      forward(req, res, info, port, ctx, [], (code) => finish(code, null, true));
+      return;
+    }
+    reset(req, res);
+    finish('reset', null);
+    return;
+  }
+
+  const headers = engineHeaders(req.headers);
+  const decision = snap.engine.decide({
+    destination: destinationOf(snap, info.port, info.localIp),
+    connection: { mtls: info.mtls, principal: info.principal, clientNamespace: null, ip: info.remoteIp },
+    request: { protocol: 'http', method, path, host, headers },
+  });
+  const proceed = (d: Decision): void => {
+    if (d.decision === 'DENY') {
+      if (d.status === 'reset') reset(req, res);
+      else if (d.status === 401) answer(res, 401, 'Jwt verification fails', { 'www-authenticate': `Bearer realm="http://${host}${path}"` });
+      else if (d.status === 400) answer(res, 400, 'Bad Request');
+      else answer(res, 403, 'RBAC: access denied');
+      finish(d.status === 200 ? 403 : d.status, d);
+      return;
+    }
+    forward(req, res, info, port, ctx, d.trace.headerMutations ?? [], (code) => finish(code, d), forwardedTarget(path, d.trace.normalizedPath));
+  };
+  if (decision instanceof Promise) decision.then(proceed, () => answer(res, 403, 'RBAC: access denied'));
+  else proceed(decision);
+}
+
+/**
+ * The app receives the path the policy was checked against, as Envoy
+ * forwards its normalized :path: an app that resolved `..` or merged
+ * slashes itself could otherwise reach what the policy denied. The query
+ * is kept as sent; a fragment is never sent on.
+ */
+function forwardedTarget(raw: string, normalized: string | undefined): string {
+  if (normalized === undefined) return raw;
+  const pathOnly = normalized.split(/[?#]/, 1)[0]!;
+  const q = raw.indexOf('?');
+  if (q < 0) return pathOnly;
+  const query = raw.slice(q).split('#', 1)[0]!;
+  return pathOnly + query;
+}
+
+function forward(
+  req: Req,
+  res: Res,
+  info: ConnectionInfo,
+  port: InboundPort,
+  ctx: InboundContext,
+  mutations: NonNullable<Decision['trace']['headerMutations']>,
+  done: (code: number | 'reset') => void,
+  target: string = req.url ?? '/',
+): void {
+  const headers = forwardHeaders(req.headers);
+  // The app must be able to trust this header: only the proxy that
+  // terminated the mTLS connection may say who the peer is.
+  delete headers[XFCC];
+  for (const m of mutations) {
+    if (m.op === 'remove') delete headers[m.name.toLowerCase()];
+    else headers[m.name.toLowerCase()] = m.value;
+  }
+  if (info.mtls && info.principal !== null && info.peerCertHash !== null) {
+    headers[XFCC] = `By=${ctx.selfId};Hash=${info.peerCertHash};URI=spiffe://${info.principal}`;
+  }
+  const host = hostOf(req);
+  let finished = false;
+  const end = (code: number | 'reset'): void => {
+    if (finished) return;
+    finished = true;
+    done(code);
+  };
+  res.on('close', () => end(res.headersSent ? res.statusCode : 'reset'));
+
+  if (port.protocol === 'grpc' || port.protocol === 'http2') {
+    let session;
+    try {
+      session = ctx.h2Session(port.appPort);
+    } catch {
+      answer(res, 503, UPSTREAM_CONNECT_ERROR);
+      return;
+    }
+    // The one connection-specific header HTTP/2 allows; gRPC servers expect it.
+    if (req.headers.te === 'trailers') headers['te'] = 'trailers';
+    const upstream = session.request({ ...headers, ':method': req.method ?? 'GET', ':path': target, ':authority': host, ':scheme': 'http' });
+    upstream.on('response', (h) => {
+      head(res, Number(h[':status'] ?? 502), responseHeaders(h));
+      upstream.pipe(res as NodeJS.WritableStream);
+    });
+    upstream.on('trailers', (t) => {
+      if ('addTrailers' in res) res.addTrailers(responseHeaders(t) as Record<string, string>);
+    });
+    upstream.on('error', () => answer(res, 503, UPSTREAM_CONNECT_ERROR));
+    res.on('close', () => {
+      if (!upstream.closed) upstream.close(h2.NGHTTP2_CANCEL);
+    });
+    (req as NodeJS.ReadableStream).pipe(upstream);
+    return;
+  }
+
+  const upstream = httpRequest({ host: '127.0.0.1', port: port.appPort, method: req.method, path: target, headers: { ...headers, host }, agent: ctx.appAgent });
+  upstream.on('response', (up) => {
+    head(res, up.statusCode ?? 502, responseHeaders(up.headers));
+    up.pipe(res as NodeJS.WritableStream);
+  });
+  upstream.on('error', () => answer(res, 503, UPSTREAM_CONNECT_ERROR));
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
+  (req as NodeJS.ReadableStream).pipe(upstream);
+}

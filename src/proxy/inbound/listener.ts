@@ -1,0 +1,190 @@
+// One inbound port: a TCP listener that looks at the first bytes of each
+// connection. A TLS ClientHello (record type 0x16) goes to a mesh mTLS server
+// that is never listening itself, only handed sockets; anything else is
+// plaintext. Which of the two the port accepts is the PeerAuthentication mode
+// in force when the connection arrives (STRICT, PERMISSIVE, DISABLE), and the
+// decrypted or plain stream is then served as HTTP/1.1, HTTP/2 or TCP.
+
+import { createHash } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { createMtlsServer, verifiedPeer, type MtlsMaterial, type MtlsServer } from '../../identity/tls-options.ts';
+import { toPrincipal } from '../../identity/spiffe.ts';
+import { destinationOf, inboundPort } from '../snapshot.ts';
+import type { ConnectionInfo, InboundContext } from './context.ts';
+import { handleInboundRequest } from './http.ts';
+import { handleInboundTcp } from './tcp.ts';
+
+const TLS_HANDSHAKE = 0x16;
+// An HTTP/2 connection without TLS starts with this preface.
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
+/** How long a connection may stay silent before its first byte. */
+const FIRST_BYTE_TIMEOUT_MS = 10_000;
+
+function plainIp(address: string | undefined): string {
+  if (address === undefined) return '0.0.0.0';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+export class InboundListener {
+  readonly port: number;
+  readonly #ctx: InboundContext;
+  readonly #server: NetServer;
+  readonly #mtls: MtlsServer;
+  readonly #h1 = createHttpServer({ keepAlive: true });
+  readonly #h2 = createH2Server();
+  readonly #conn = new WeakMap<object, ConnectionInfo>();
+  readonly #sockets = new Set<Duplex>();
+  #pendingSession: ConnectionInfo | undefined;
+
+  private constructor(port: number, material: MtlsMaterial, ctx: InboundContext) {
+    this.port = port;
+    this.#ctx = ctx;
+    this.#mtls = createMtlsServer(material, { onRefused: (r) => ctx.metrics.handshakeFailed(r.check) });
+    this.#server = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.#accept(s));
+    this.#mtls.server.on('secureConnection', (s: TLSSocket) => this.#secure(s));
+    // A broken peer session is that peer's problem; the listener carries on.
+    this.#h2.on('sessionError', () => {});
+    this.#mtls.server.on('error', () => {});
+    this.#h1.on('request', (req: IncomingMessage, res: ServerResponse) => this.#request(this.#conn.get(req.socket), req, res));
+    this.#h2.on('session', (session: ServerHttp2Session) => {
+      if (this.#pendingSession !== undefined) this.#conn.set(session, this.#pendingSession);
+    });
+    this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#request(this.#conn.get(req.stream.session!), req, res));
+  }
+
+  /** Listens on `bindPort` (0 for any) on all addresses. */
+  static async open(port: number, bindPort: number, material: MtlsMaterial, ctx: InboundContext): Promise<InboundListener> {
+    const l = new InboundListener(port, material, ctx);
+    await new Promise<void>((resolve, reject) => {
+      l.#server.once('error', reject);
+      l.#server.listen(bindPort, () => {
+        l.#server.off('error', reject);
+        resolve();
+      });
+    });
+    return l;
+  }
+
+  get boundPort(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  /** New handshakes use this material; established connections keep theirs. */
+  setMaterial(material: MtlsMaterial): void {
+    this.#mtls.update(material);
+  }
+
+  /** Stops accepting, gives open connections `graceMs` to finish, then closes them. */
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#h1.closeIdleConnections();
+    const deadline = setTimeout(() => {
+      for (const s of this.#sockets) s.destroy();
+    }, graceMs);
+    await closed;
+    clearTimeout(deadline);
+  }
+
+  #accept(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
+    socket.once('readable', () => {
+      const first = socket.read() as Buffer | null;
+      if (first === null) {
+        socket.destroy();
+        return;
+      }
+      socket.setTimeout(0);
+      socket.unshift(first);
+      const snap = this.#ctx.snapshot();
+      const { mode } = snap.engine.peerMode(destinationOf(snap, this.port, plainIp(socket.localAddress)));
+      if (first[0] === TLS_HANDSHAKE) {
+        if (mode === 'DISABLE') {
+          socket.destroy();
+          return;
+        }
+        this.#mtls.server.emit('connection', socket);
+        return;
+      }
+      const port = inboundPort(snap, this.port);
+      const healthOnly = mode === 'STRICT' && port !== undefined && port.protocol !== 'tcp' && (port.healthPaths?.length ?? 0) > 0;
+      if (mode === 'STRICT' && !healthOnly) {
+        this.#ctx.metrics.handshakeFailed('not-tls');
+        socket.destroy();
+        return;
+      }
+      this.#serve(socket, first, {
+        port: this.port,
+        mtls: false,
+        principal: null,
+        peerCertHash: null,
+        remoteIp: plainIp(socket.remoteAddress),
+        localIp: plainIp(socket.localAddress),
+        snapshot: snap,
+      });
+    });
+  }
+
+  #secure(socket: TLSSocket): void {
+    const peer = verifiedPeer(socket);
+    // The guard has destroyed a refused peer already.
+    if (peer === undefined) return;
+    this.#sockets.add(socket);
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    const info: ConnectionInfo = {
+      port: this.port,
+      mtls: true,
+      principal: toPrincipal(peer.id),
+      peerCertHash: createHash('sha256').update(peer.leaf.raw).digest('hex'),
+      remoteIp: plainIp(socket.remoteAddress),
+      localIp: plainIp(socket.localAddress),
+      snapshot: this.#ctx.snapshot(),
+    };
+    this.#serve(socket, socket.alpnProtocol === 'h2' ? H2_PREFACE : null, info);
+  }
+
+  /** `first` tells HTTP/2 from HTTP/1.1 on plaintext; on TLS, ALPN has (null: not h2). */
+  #serve(socket: Duplex, first: Buffer | null, info: ConnectionInfo): void {
+    const port = inboundPort(info.snapshot, this.port);
+    if (port === undefined) {
+      socket.destroy();
+      return;
+    }
+    if (port.protocol === 'tcp') {
+      handleInboundTcp(socket, info, port, this.#ctx);
+      return;
+    }
+    this.#conn.set(socket, info);
+    const h2 = first !== null && first.length >= 3 && first.subarray(0, 3).equals(H2_PREFACE.subarray(0, 3));
+    if (h2) {
+      this.#pendingSession = info;
+      try {
+        this.#h2.emit('connection', socket);
+      } finally {
+        this.#pendingSession = undefined;
+      }
+    } else {
+      this.#h1.emit('connection', socket);
+    }
+  }
+
+  #request(info: ConnectionInfo | undefined, req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void {
+    const port = info === undefined ? undefined : inboundPort(info.snapshot, this.port);
+    if (info === undefined || port === undefined) {
+      res.destroy();
+      return;
+    }
+    // Each request decides with the policy in force when it began, not
+    // when its connection did.
+    const current = this.#ctx.snapshot();
+    const now = inboundPort(current, this.port) ?? port;
+    handleInboundRequest(req, res, { ...info, snapshot: current }, now, this.#ctx);
+  }
+}

@@ -1,0 +1,106 @@
+// Forwards one HTTP/2 stream from the app (h2c on a local port, as gRPC
+// clients speak it) to an upstream HTTP/2 session, trailers included: the
+// response is opened with waitForTrailers and the upstream's trailers
+// (grpc-status, grpc-message) are sent when its body ends. An upstream that
+// only speaks HTTP/1.1 cannot carry trailers, so such a stream is refused
+// with 503 rather than sent without them.
+
+import * as http2 from 'node:http2';
+import type { Route } from './route.ts';
+import { UpstreamError } from './dial.ts';
+import { endToEnd } from './headers.ts';
+import { CONNECT_ERROR_BODY, type ForwardContext } from './http-forward.ts';
+import { connectionLabels } from './metrics.ts';
+import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
+
+export function forwardH2Stream(
+  ctx: ForwardContext,
+  route: Route,
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+): void {
+  const { upstream, plan } = route;
+  let status = 0;
+  let endpoint: UpstreamEndpoint | null = null;
+  let flags = '-';
+  stream.once('close', () =>
+    ctx.metrics.request({
+      ...connectionLabels(ctx.source, upstream, endpoint, plan.security),
+      request_protocol: upstream.protocol === 'grpc' ? 'grpc' : 'http',
+      response_code: String(status),
+      response_flags: flags,
+    }),
+  );
+  stream.on('error', () => undefined);
+
+  let failed = false;
+  const fail = (err: UpstreamError): void => {
+    if (failed) return;
+    failed = true;
+    ctx.metrics.upstreamFailure(upstream.host, err.reason);
+    if (err.reason === 'handshake') ctx.metrics.handshakeFailure(upstream.host, err.check ?? 'tls-handshake');
+    if (stream.destroyed) return;
+    if (stream.headersSent) {
+      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    status = 503;
+    flags = err.reason === 'reset' ? 'UR' : err.reason === 'no-endpoint' ? 'UH' : 'UF';
+    stream.respond({ ':status': 503, 'content-type': 'text/plain; charset=utf-8' });
+    stream.end(`${CONNECT_ERROR_BODY}. reset reason: ${err.reason}: ${err.message}\n`);
+    stream.resume();
+  };
+
+  if (plan.kind === 'refuse') {
+    fail(new UpstreamError('tls-mode-unsupported', plan.reason));
+    return;
+  }
+  const picked = route.balancer.pick();
+  if (picked === null) {
+    fail(new UpstreamError('no-endpoint', `${upstream.name} has no endpoints`));
+    return;
+  }
+  endpoint = picked.endpoint;
+  stream.once('close', picked.release);
+  ctx.pool.get(plan, upstream, picked.endpoint).then(
+    (transport) => {
+      if (stream.destroyed) return;
+      if (transport.kind !== 'h2') {
+        fail(new UpstreamError('reset', `the server at ${picked.endpoint.host}:${picked.endpoint.port} does not speak HTTP/2`));
+        return;
+      }
+      let up: http2.ClientHttp2Stream;
+      try {
+        up = transport.session.request({
+          ...endToEnd(headers),
+          ':method': headers[':method'] ?? 'GET',
+          ':path': headers[':path'] ?? '/',
+          ':authority': headers[':authority'] ?? upstream.host,
+          ':scheme': 'http',
+        });
+      } catch (err) {
+        fail(new UpstreamError('reset', err instanceof Error ? err.message : String(err)));
+        return;
+      }
+      let trailers: http2.OutgoingHttpHeaders = {};
+      up.on('trailers', (t) => {
+        trailers = endToEnd(t);
+      });
+      up.on('response', (h) => {
+        status = Number(h[':status'] ?? 502);
+        stream.respond({ ...endToEnd(h), ':status': status }, { waitForTrailers: true });
+        stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+        up.pipe(stream);
+      });
+      up.on('error', (err) => fail(new UpstreamError('reset', `reset by the upstream: ${err.message}`)));
+      up.on('close', () => {
+        if (!stream.headersSent) fail(new UpstreamError('reset', `stream reset by the upstream (code ${up.rstCode})`));
+      });
+      stream.once('close', () => {
+        if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+      });
+      stream.pipe(up);
+    },
+    (err: unknown) => fail(err instanceof UpstreamError ? err : new UpstreamError('reset', String(err))),
+  );
+}

@@ -1,0 +1,57 @@
+// Header mapping between the app's HTTP/1.1 and the upstream's HTTP/2 or
+// HTTP/1.1. Hop-by-hop headers (RFC 9110 §7.6.1, plus the proxy ones and any
+// named in Connection) describe the app's connection, not the request, and
+// HTTP/2 forbids them outright; `te` survives only as "trailers".
+
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+function connectionTokens(value: string | string[] | undefined): Set<string> {
+  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+  return new Set(text.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t.length > 0));
+}
+
+/** The end-to-end headers of a message: no pseudo-headers, no hop-by-hop, no host. */
+export function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const named = connectionTokens(headers.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.startsWith(':') || name === 'host') continue;
+    if (HOP_BY_HOP.has(name) || named.has(name)) continue;
+    out[name] = value;
+  }
+  if (typeof headers.te === 'string' && connectionTokens(headers.te).has('trailers')) out.te = 'trailers';
+  return out;
+}
+
+export interface RequestTarget {
+  /** Host (and port) the request names. */
+  readonly authority: string | undefined;
+  /** Origin-form path and query. */
+  readonly path: string;
+}
+
+/** Splits an origin-form or absolute-form (`http://payment-service/pay`) request target. */
+export function requestTarget(url: string, host: string | undefined): RequestTarget | null {
+  if (url.startsWith('/') || url === '*') return { authority: host, path: url };
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (parsed.protocol !== 'http:') return null;
+  return { authority: parsed.host, path: `${parsed.pathname}${parsed.search}` };
+}

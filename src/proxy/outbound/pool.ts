@@ -1,0 +1,141 @@
+// Connections to HTTP upstreams, one pool per SVID generation. Over TLS the
+// first dial to an endpoint offers h2 then http/1.1: when the server selects
+// h2, that one connection is kept as a multiplexed HTTP/2 session for every
+// later request to the endpoint; otherwise the endpoint is remembered as
+// HTTP/1.1 and served by a keep-alive agent. Plaintext endpoints get HTTP/1.1
+// keep-alive, or h2c with prior knowledge for http2/grpc upstreams.
+// `drain()` stops handing out the pool's connections and lets the requests
+// already on them finish (certificate rotation, new configuration).
+
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as https from 'node:https';
+import type * as net from 'node:net';
+import type * as tls from 'node:tls';
+import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
+import { dial, type DialPlan, type TlsOptionsCache } from './dial.ts';
+
+export type Transport =
+  | { readonly kind: 'h2'; readonly session: http2.ClientHttp2Session }
+  | { readonly kind: 'h1'; readonly agent: http.Agent; readonly tls: tls.ConnectionOptions | null };
+
+const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
+
+export class ConnectionPool {
+  readonly #tlsOptions: TlsOptionsCache;
+  readonly #timeoutMs: number;
+  readonly #sessions = new Map<string, Promise<Transport>>();
+  readonly #agents = new Map<string, http.Agent>();
+  readonly #live = new Set<http2.ClientHttp2Session>();
+  readonly #ready = new Map<string, http2.ClientHttp2Session>();
+  #draining = false;
+
+  constructor(tlsOptions: TlsOptionsCache, timeoutMs: number) {
+    this.#tlsOptions = tlsOptions;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  get(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<Transport> {
+    const key = `${plan.kind}|${upstream.name}|${endpoint.host}|${endpoint.port}`;
+    const agent = this.#agents.get(key);
+    if (agent !== undefined) {
+      return Promise.resolve({ kind: 'h1', agent, tls: this.#tlsOptions.get(plan, upstream, endpoint, ['http/1.1']) });
+    }
+    let pending = this.#sessions.get(key);
+    const ready = this.#ready.get(key);
+    if (pending !== undefined && ready !== undefined && (ready.closed || ready.destroyed)) {
+      // Closed, and the close event has not run yet: dial afresh.
+      this.#sessions.delete(key);
+      this.#ready.delete(key);
+      pending = undefined;
+    }
+    if (pending === undefined) {
+      pending = this.#open(key, plan, upstream, endpoint);
+      this.#sessions.set(key, pending);
+      pending.catch(() => {
+        if (this.#sessions.get(key) === pending) this.#sessions.delete(key);
+      });
+    }
+    return pending;
+  }
+
+  async #open(key: string, plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<Transport> {
+    const authority = `${endpoint.host}:${endpoint.port}`;
+    if (plan.kind === 'plaintext') {
+      if (upstream.protocol === 'http') return { kind: 'h1', agent: this.#agent(key), tls: null };
+      const socket = await dial(endpoint, null, this.#timeoutMs);
+      return this.#session(key, `http://${authority}`, socket);
+    }
+    const options = this.#tlsOptions.get(plan, upstream, endpoint, HTTP_ALPN)!;
+    const socket = (await dial(endpoint, options, this.#timeoutMs)) as tls.TLSSocket;
+    if (socket.alpnProtocol === 'h2') return this.#session(key, `https://${authority}`, socket);
+    // The server speaks HTTP/1.1 only; the probe connection is not reused.
+    socket.destroy();
+    this.#sessions.delete(key);
+    return { kind: 'h1', agent: this.#agent(key), tls: this.#tlsOptions.get(plan, upstream, endpoint, ['http/1.1']) };
+  }
+
+  #agent(key: string): http.Agent {
+    let agent = this.#agents.get(key);
+    if (agent === undefined) {
+      const keepAlive = !this.#draining;
+      agent = key.startsWith('plaintext|') ? new http.Agent({ keepAlive }) : new https.Agent({ keepAlive });
+      this.#agents.set(key, agent);
+    }
+    return agent;
+  }
+
+  #session(key: string, authority: string, socket: net.Socket): Transport {
+    const session = http2.connect(authority, { createConnection: () => socket });
+    this.#live.add(session);
+    // Dialled for a request that began before drain(): serve it, then close.
+    if (this.#draining) setImmediate(() => session.close());
+    this.#ready.set(key, session);
+    const forget = (): void => {
+      this.#live.delete(session);
+      if (this.#ready.get(key) === session) this.#ready.delete(key);
+      const current = this.#sessions.get(key);
+      if (current !== undefined) {
+        current.then(
+          (t) => {
+            if (t.kind === 'h2' && t.session === session && this.#sessions.get(key) === current) this.#sessions.delete(key);
+          },
+          () => undefined,
+        );
+      }
+    };
+    session.on('error', forget);
+    session.on('goaway', forget);
+    session.on('close', forget);
+    return { kind: 'h2', session };
+  }
+
+  /** No new requests on this pool's connections; those in flight finish. */
+  drain(): void {
+    this.#draining = true;
+    this.#sessions.clear();
+    this.#ready.clear();
+    for (const session of this.#live) session.close();
+    for (const agent of this.#agents.values()) {
+      // Busy sockets close when their request ends; idle ones now.
+      (agent as http.Agent & { keepAlive: boolean }).keepAlive = false;
+      for (const sockets of Object.values(agent.freeSockets)) for (const s of sockets ?? []) s.destroy();
+    }
+    this.#agents.clear();
+  }
+
+  /** Drained, with no HTTP/2 session left open. */
+  get idle(): boolean {
+    return this.#draining && this.#live.size === 0;
+  }
+
+  /** Closes every connection now. */
+  destroy(): void {
+    this.#sessions.clear();
+    this.#ready.clear();
+    for (const session of this.#live) session.destroy();
+    this.#live.clear();
+    for (const agent of this.#agents.values()) agent.destroy();
+    this.#agents.clear();
+  }
+}

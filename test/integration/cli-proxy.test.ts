@@ -1,0 +1,80 @@
+// `meshward proxy` as a process: it refuses an invalid config with
+// diagnostics naming the field, serves its admin API with the identity from
+// the config's files, and stops cleanly on SIGTERM.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { MESHWARD_BIN, runMeshward } from '../support/cli.ts';
+import { createLeaf, createRootCa } from '../support/pki.ts';
+
+const POLICIES = resolve(import.meta.dirname, '../../examples/authz/policies/payment.yaml');
+const PAYMENT = 'spiffe://cluster.local/ns/production/sa/payment-service';
+
+/** A port that was free a moment ago (the CLI binds the ports its config names). */
+async function freePort(): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function baseConfig(adminPort: number, inboundPort: number): Record<string, unknown> {
+  return {
+    version: 1,
+    workload: { name: 'payment-service', namespace: 'production', serviceAccount: 'payment-service', labels: { app: 'payment-service' }, trustDomain: 'cluster.local' },
+    identity: { files: { keyFile: 'key.pem', certChainFile: 'chain.pem', bundleFile: 'bundle.pem' } },
+    inbound: [{ port: inboundPort, protocol: 'http', appPort: 1 }],
+    outbound: [],
+    adminPort,
+    policyPaths: [POLICIES],
+  };
+}
+
+describe('meshward proxy', () => {
+  it('refuses an invalid config, naming the file and field', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mw-cli-proxy-'));
+    const file = join(dir, 'proxy.json');
+    writeFileSync(file, JSON.stringify({ ...baseConfig(15000, 8080), adminPort: 70000 }));
+    const run = await runMeshward(['proxy', '--config', file]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}.*adminPort`));
+  });
+
+  it('serves its admin API and stops with exit 0 on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mw-cli-proxy-'));
+    const root = await createRootCa({ trustDomain: 'cluster.local' });
+    const leaf = await createLeaf(root, { uris: [PAYMENT] });
+    writeFileSync(join(dir, 'key.pem'), leaf.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'chain.pem'), leaf.chainPem);
+    writeFileSync(join(dir, 'bundle.pem'), root.pem);
+    const admin = await freePort();
+    writeFileSync(join(dir, 'proxy.yaml'), JSON.stringify(baseConfig(admin, await freePort())));
+
+    const child = spawn(process.execPath, [MESHWARD_BIN, 'proxy', '--config', join(dir, 'proxy.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const started = new Promise<void>((ok, fail) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes('"proxy-started"')) ok();
+      });
+      child.on('exit', () => fail(new Error(`proxy exited early: ${stderr}`)));
+    });
+    try {
+      await started;
+      const certs = (await (await fetch(`http://127.0.0.1:${admin}/certs`)).json()) as { spiffeId: string };
+      assert.equal(certs.spiffeId, PAYMENT);
+      assert.equal((await fetch(`http://127.0.0.1:${admin}/ready`)).status, 200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(code, 0, stderr);
+  });
+});
