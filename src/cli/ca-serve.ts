@@ -20,6 +20,7 @@ import { MeshwardError } from '../lib/errors.ts';
 import { EXIT_OK, EXIT_USAGE } from './io.ts';
 import { printCaError } from './ca-text.ts';
 import { removeServerFile, writeServerFile } from './ca-server-file.ts';
+import { untilSignal } from './signals.ts';
 
 export interface CaServeOptions {
   stateDir: string;
@@ -64,24 +65,6 @@ const serverLog = (e: CaServerLogEntry) => {
 const caLog = (e: CaLogEntry) => {
   if (e.level !== 'info') logLine('ca', e.level, e.event, { message: e.message, ...e.fields });
 };
-
-/** Resolves with the first SIGINT or SIGTERM; the handlers come off at once, so a second signal is not caught. */
-function untilSignal(): { signalled: Promise<NodeJS.Signals>; release: () => void } {
-  let release = () => {};
-  const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      release();
-      resolve(sig);
-    };
-    release = () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-  return { signalled, release };
-}
 
 export async function runCaServe(opts: CaServeOptions): Promise<number> {
   const grpcAt = parseLoopbackAddress('--listen', opts.listen);

@@ -14,6 +14,7 @@ import { loadProxyConfig } from '../api/proxy-config-schema.ts';
 import { WorkloadAgent } from '../identity/agent/index.ts';
 import { ProxyConfigError, WorkloadProxy } from '../proxy/proxy.ts';
 import { EXIT_OK, EXIT_USAGE } from './io.ts';
+import { untilSignal } from './signals.ts';
 
 function logLine(level: string, event: string, fields: Readonly<Record<string, unknown>>): void {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'proxy', level, event, ...fields })}\n`);
@@ -30,24 +31,6 @@ function withPathsFrom(dir: string, c: ProxyConfig): ProxyConfig {
     },
     policyPaths: c.policyPaths.map(at),
   };
-}
-
-/** Resolves with the first SIGINT or SIGTERM; the handlers come off at once, so a second signal ends the process. */
-function untilSignal(): { signalled: Promise<NodeJS.Signals>; release: () => void } {
-  let release = () => {};
-  const signalled = new Promise<NodeJS.Signals>((done) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      release();
-      done(sig);
-    };
-    release = () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-  return { signalled, release };
 }
 
 export async function runProxy(opts: { config: string }): Promise<number> {
