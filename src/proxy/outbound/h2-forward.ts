@@ -9,7 +9,7 @@ import * as http2 from 'node:http2';
 import type { Route } from './route.ts';
 import { UpstreamError } from './dial.ts';
 import { endToEnd } from './headers.ts';
-import { CONNECT_ERROR_BODY, type ForwardContext } from './http-forward.ts';
+import { FLAGS, countFailure, failureBody, type ForwardContext } from './http-forward.ts';
 import { connectionLabels } from './metrics.ts';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
 
@@ -37,17 +37,16 @@ export function forwardH2Stream(
   const fail = (err: UpstreamError): void => {
     if (failed) return;
     failed = true;
-    ctx.metrics.upstreamFailure(upstream.host, err.reason);
-    if (err.reason === 'handshake') ctx.metrics.handshakeFailure(upstream.host, err.check ?? 'tls-handshake');
+    countFailure(ctx, upstream.host, err);
     if (stream.destroyed) return;
     if (stream.headersSent) {
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
     status = 503;
-    flags = err.reason === 'reset' ? 'UR' : err.reason === 'no-endpoint' ? 'UH' : 'UF';
+    flags = FLAGS[err.reason];
     stream.respond({ ':status': 503, 'content-type': 'text/plain; charset=utf-8' });
-    stream.end(`${CONNECT_ERROR_BODY}. reset reason: ${err.reason}: ${err.message}\n`);
+    stream.end(failureBody(err));
     stream.resume();
   };
 

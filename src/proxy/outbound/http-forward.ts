@@ -42,7 +42,8 @@ function failureOf(err: unknown): UpstreamError {
   return new UpstreamError('reset', `reset by the upstream: ${message}`);
 }
 
-const FLAGS: Record<UpstreamFailure, string> = {
+/** Envoy's response flags for each upstream failure, for access logs and metrics. */
+export const FLAGS: Record<UpstreamFailure, string> = {
   'no-endpoint': 'UH',
   'connect-refused': 'UF',
   'connect-timeout': 'UF',
@@ -50,6 +51,17 @@ const FLAGS: Record<UpstreamFailure, string> = {
   reset: 'UR',
   'tls-mode-unsupported': 'UF',
 };
+
+/** Counts an upstream failure once, with its handshake check when there is one. */
+export function countFailure(ctx: ForwardContext, host: string, err: UpstreamError): void {
+  ctx.metrics.upstreamFailure(host, err.reason);
+  if (err.reason === 'handshake') ctx.metrics.handshakeFailure(host, err.check ?? 'tls-handshake');
+}
+
+/** The 503 body the app sees, in Envoy's words, with the reason appended. */
+export function failureBody(err: UpstreamError): string {
+  return `${CONNECT_ERROR_BODY}. reset reason: ${err.reason}: ${err.message}\n`;
+}
 
 export function forwardHttp(
   ctx: ForwardContext,
@@ -80,13 +92,12 @@ export function forwardHttp(
     if (failed) return;
     failed = true;
     flags = FLAGS[err.reason];
-    ctx.metrics.upstreamFailure(upstream.host, err.reason);
-    if (err.reason === 'handshake') ctx.metrics.handshakeFailure(upstream.host, err.check ?? 'tls-handshake');
+    countFailure(ctx, upstream.host, err);
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    const body = `${CONNECT_ERROR_BODY}. reset reason: ${err.reason}: ${err.message}\n`;
+    const body = failureBody(err);
     res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
     // Discard the unsent request body so the app's connection can carry its next request.
