@@ -22,6 +22,7 @@ import type {
   ResourceSet,
 } from './resources.ts';
 import { lineFinder } from './yaml-lines.ts';
+import type { InlineResource } from './proxy-config.ts';
 
 export interface LoadResult {
   readonly resources: ResourceSet;
@@ -49,15 +50,60 @@ export function loadResources(paths: readonly string[]): LoadResult {
   return assemble(resources, diagnostics);
 }
 
+/**
+ * Loads resources that arrive as objects rather than files (a config
+ * stream): each names the file and document it came from, for diagnostics.
+ * `paths` are loaded first, as `loadResources` would.
+ */
+export function loadResourcesWith(paths: readonly string[], inline: readonly InlineResource[]): LoadResult {
+  const fromFiles = paths.length === 0 ? undefined : loadResources(paths);
+  const resources: IstioResource[] = [];
+  const diagnostics: Diagnostic[] = [...(fromFiles?.diagnostics ?? [])];
+  if (fromFiles !== undefined) {
+    const r = fromFiles.resources;
+    resources.push(...r.peerAuthentications, ...r.authorizationPolicies, ...r.requestAuthentications, ...r.destinationRules);
+  }
+  for (const item of inline) {
+    const decoded = decodeDocument(item.object, { file: item.file, documentIndex: item.documentIndex });
+    resources.push(...decoded.resources);
+    diagnostics.push(...decoded.diagnostics);
+  }
+  return assemble(resources, diagnostics);
+}
+
 /** Loads one file's text; `file` names it in diagnostics and source references. */
 export function loadResourcesFromText(file: string, text: string): LoadResult {
   const parsed = parseText(file, text);
   return assemble(parsed.resources, parsed.diagnostics);
 }
 
-function parseText(file: string, text: string): { resources: IstioResource[]; diagnostics: Diagnostic[] } {
+/** One YAML document of a file: the object as written, and what decoded from it. */
+export interface ParsedDocument {
+  readonly documentIndex: number;
+  readonly object: unknown;
+  readonly resources: readonly IstioResource[];
+}
+
+export interface ParsedText {
+  readonly resources: IstioResource[];
+  readonly diagnostics: Diagnostic[];
+  /** Documents that produced at least one resource. */
+  readonly documents: ParsedDocument[];
+}
+
+/**
+ * Parses and decodes one file's text, keeping each document's object as
+ * written (what the control plane streams) next to its resources. Duplicates
+ * across files are not checked here: `assembleResources` does that.
+ */
+export function parseResourceText(file: string, text: string): ParsedText {
+  return parseText(file, text);
+}
+
+function parseText(file: string, text: string): ParsedText {
   const resources: IstioResource[] = [];
   const diagnostics: Diagnostic[] = [];
+  const documents: ParsedDocument[] = [];
   const counter = new LineCounter();
   // YAML 1.2, of which JSON is a subset, so .json files parse the same way. Duplicate
   // keys are errors; `<<` merge keys work, as they do for kubectl.
@@ -80,13 +126,19 @@ function parseText(file: string, text: string): { resources: IstioResource[]; di
       if (value !== null && value !== undefined) {
         const decoded = decodeDocument(value, { file, documentIndex, lineOf: lineFinder(doc, counter) });
         resources.push(...decoded.resources);
+        if (decoded.resources.length > 0) documents.push({ documentIndex, object: value, resources: decoded.resources });
         found.push(...decoded.diagnostics);
       }
     }
     found.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
     diagnostics.push(...found);
   });
-  return { resources, diagnostics };
+  return { resources, diagnostics, documents };
+}
+
+/** Refuses a second resource with the same kind, namespace and name across everything given, and groups the rest by kind. */
+export function assembleResources(all: readonly IstioResource[], diagnostics: readonly Diagnostic[]): LoadResult {
+  return assemble(all, [...diagnostics]);
 }
 
 /** Refuses a second resource with the same kind, namespace and name, and groups the rest by kind. */

@@ -10,6 +10,7 @@ import type { Diagnostic } from './diagnostics.ts';
 import { issuesToDiagnostics } from './issues.ts';
 import { lineFinder } from './yaml-lines.ts';
 import type { ProxyConfig } from './proxy-config.ts';
+import { DEFAULT_PROXY_LIMITS, PROXY_LIMIT_BOUNDS } from './proxy-limits.ts';
 
 const port = z.number().int().min(1).max(65535);
 const name = z.string().min(1);
@@ -20,7 +21,17 @@ const inboundPort = z.strictObject({
   protocol,
   appPort: port,
   healthPaths: z.array(z.string().startsWith('/')).optional(),
+  tls: z.strictObject({ certFile: name, keyFile: name }).optional(),
 });
+
+// Loopback only: a proxy in local mode has no business listening elsewhere.
+const loopbackAddress = z
+  .string()
+  .refine((a) => /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a) && a.split('.').every((o) => Number(o) <= 255), {
+    message: 'expected a loopback IPv4 address (127.0.0.0/8)',
+  });
+
+const inlineResource = z.strictObject({ file: name, documentIndex: z.number().int().min(0), object: z.unknown() });
 
 const upstream = z.strictObject({
   name,
@@ -47,6 +58,36 @@ const meshConfig = z.strictObject({
   extensionProviders: z.array(z.strictObject({ name })).optional(),
 });
 
+const tracing = z.strictObject({
+  otlpEndpoint: z
+    .string()
+    .refine((u) => URL.canParse(u) && ['http:', 'https:'].includes(new URL(u).protocol), { message: 'expected an http:// or https:// URL, e.g. http://127.0.0.1:4318/v1/traces' })
+    .optional(),
+  sampling: z.number().min(0).max(100).optional(),
+  serviceName: name.optional(),
+});
+
+const limitField = (b: { min: number; max: number }): z.ZodOptional<z.ZodNumber> => z.number().int().min(b.min).max(b.max).optional();
+const B = PROXY_LIMIT_BOUNDS;
+const limits = z
+  .strictObject({
+    maxRequestHeadersBytes: limitField(B.maxRequestHeadersBytes),
+    maxRequestHeadersCount: limitField(B.maxRequestHeadersCount),
+    headerTimeoutMs: limitField(B.headerTimeoutMs),
+    requestTimeoutMs: limitField(B.requestTimeoutMs),
+    idleTimeoutMs: limitField(B.idleTimeoutMs),
+    handshakeTimeoutMs: limitField(B.handshakeTimeoutMs),
+    maxDownstreamConnections: limitField(B.maxDownstreamConnections),
+  })
+  .superRefine((l, ctx) => {
+    // A request cannot take less time than its headers; 0 turns the request timeout off.
+    const request = l.requestTimeoutMs;
+    const header = l.headerTimeoutMs ?? DEFAULT_PROXY_LIMITS.headerTimeoutMs;
+    if (request !== undefined && request !== 0 && request < header) {
+      ctx.addIssue({ code: 'custom', path: ['requestTimeoutMs'], message: `requestTimeoutMs (${request}) is shorter than headerTimeoutMs (${header}); raise it, or set 0 to turn it off` });
+    }
+  });
+
 export const proxyConfigSchema = z
   .strictObject({
     version: z.number().int().min(0),
@@ -57,13 +98,17 @@ export const proxyConfigSchema = z
       labels: z.record(z.string(), z.string()),
       trustDomain: name,
     }),
-    identity,
+    identity: identity.optional(),
+    address: loopbackAddress.optional(),
     inbound: z.array(inboundPort),
     outbound: z.array(upstream),
     httpProxyPort: port.optional(),
     adminPort: port,
     policyPaths: z.array(name),
+    resources: z.array(inlineResource).optional(),
     meshConfig: meshConfig.optional(),
+    tracing: tracing.optional(),
+    limits: limits.optional(),
   })
   .superRefine((c, ctx) => {
     // Two listeners cannot share a port; say which entry repeats which.

@@ -6,6 +6,7 @@
 // of an update.
 
 import type { MeshConfig } from './mesh-config.ts';
+import type { ProxyLimits } from './proxy-limits.ts';
 
 export type PortProtocol = 'http' | 'http2' | 'grpc' | 'tcp';
 
@@ -17,6 +18,20 @@ export interface InboundPort {
   readonly appPort: number;
   /** Plaintext health paths answered for the app even under STRICT (Istio's probe rewrite). */
   readonly healthPaths?: readonly string[];
+  /**
+   * An ingress port: terminate TLS with this server certificate for clients
+   * outside the mesh (no client certificate, PeerAuthentication does not
+   * apply; plaintext is refused). RequestAuthentication and
+   * AuthorizationPolicy still do.
+   */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
+}
+
+/** An Istio resource delivered as an object (by the control plane), with where it came from. */
+export interface InlineResource {
+  readonly file: string;
+  readonly documentIndex: number;
+  readonly object: unknown;
 }
 
 export interface UpstreamEndpoint {
@@ -40,6 +55,16 @@ export interface Upstream {
   readonly loadBalancer?: 'ROUND_ROBIN' | 'LEAST_REQUEST';
 }
 
+/** Span per hop and trace header propagation (docs/tracing.md). */
+export interface TracingConfig {
+  /** OTLP/HTTP JSON traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`; absent: headers only, no spans kept. */
+  readonly otlpEndpoint?: string;
+  /** Percent (0–100) of new traces sampled; default 1, Istio's default. Incoming decisions are honoured. */
+  readonly sampling?: number;
+  /** `service.name` of the spans; default `<workload>.<namespace>`. */
+  readonly serviceName?: string;
+}
+
 export interface ProxyIdentitySource {
   /** Files written by an operator (tests, static mode): key (0600), chain, bundle. */
   readonly files?: { readonly keyFile: string; readonly certChainFile: string; readonly bundleFile: string };
@@ -57,7 +82,10 @@ export interface ProxyConfig {
     readonly labels: Readonly<Record<string, string>>;
     readonly trustDomain: string;
   };
-  readonly identity: ProxyIdentitySource;
+  /** Where the identity comes from; absent when the host process hands the proxy an agent. */
+  readonly identity?: ProxyIdentitySource;
+  /** Loopback address the inbound ports listen on; default 127.0.0.1. */
+  readonly address?: string;
   readonly inbound: readonly InboundPort[];
   readonly outbound: readonly Upstream[];
   /** HTTP proxy (`HTTP_PROXY`) listener for the app, routing by Host; optional. */
@@ -66,5 +94,11 @@ export interface ProxyConfig {
   readonly adminPort: number;
   /** Directories or files of Istio YAML that apply (validated by src/api/load.ts). */
   readonly policyPaths: readonly string[];
+  /** Istio resources carried in the config itself (what the control plane streams). */
+  readonly resources?: readonly InlineResource[];
   readonly meshConfig?: Partial<MeshConfig>;
+  /** Header size and count, timeouts and connection limits of the inbound side (src/api/proxy-limits.ts); all optional. */
+  readonly limits?: ProxyLimits;
+  /** Distributed tracing (docs/tracing.md); absent: trace headers pass through untouched. */
+  readonly tracing?: TracingConfig;
 }

@@ -68,6 +68,57 @@ function build(setExit: (code: number) => void): Command {
     .description('Run a workload proxy: inbound mTLS, authorization, admin API')
     .requiredOption('--config <file>', 'proxy config (YAML or JSON)')
     .action(async (o: { config: string }) => setExit(await (await import('./proxy.ts')).runProxy(o)));
+  // The local mesh: one file describes it (docs/mesh-file.md).
+  const meshFile = () => new Option('-f, --filename <file>', 'mesh file').default('examples/shop/mesh.yaml');
+  const meshState = () => new Option('--state-dir <dir>', 'state directory (CA, gateway certificate, logs)').default('.meshward');
+  program
+    .command('up')
+    .description('Run a whole mesh from a mesh file: control plane, proxies, gateway, apps; Ctrl-C stops it all')
+    .addOption(meshFile())
+    .addOption(meshState())
+    .option('--sidecars', 'one proxy process per workload instead of one node proxy for all')
+    .option('--proxy-processes <n>', 'spread the workloads over this many node proxy processes (one per core pays under load)', (v) => Number.parseInt(v, 10), 1)
+    .action(async (o: { filename: string; stateDir: string; sidecars?: boolean; proxyProcesses: number }) => setExit(await (await import('./up/index.ts')).runUp(o)));
+  program
+    .command('status')
+    .description('Workloads of the running mesh: identity, mTLS mode per port, certificate expiry, readiness')
+    .addOption(meshFile())
+    .addOption(meshState())
+    .addOption(output())
+    .action(async (o: { filename: string; stateDir: string; output: 'text' | 'json' }) => setExit(await (await import('./up/status.ts')).runStatus(o)));
+  program
+    .command('down')
+    .description('Stop the mesh `meshward up` runs on this state directory')
+    .addOption(meshState())
+    .action(async (o: { stateDir: string }) => setExit(await (await import('./up/down.ts')).runDown(o)));
+  program
+    .command('controlplane')
+    .description('Run the control plane: CA, config stream to the proxies, watched policy directory, admin endpoint')
+    .addOption(meshFile())
+    .addOption(meshState())
+    .action(async (o: { filename: string; stateDir: string }) => setExit(await (await import('./controlplane.ts')).runControlPlane(o)));
+  program
+    .command('node-proxy')
+    .description('Run the proxies of several workloads in one process, configured by the control plane')
+    .addOption(meshFile())
+    .addOption(meshState())
+    .option('--workload <name>', 'host only this workload (repeatable); default all and the gateway', collect, [])
+    .action(async (o: { filename: string; stateDir: string; workload: string[] }) => setExit(await (await import('./node-proxy.ts')).runNodeProxy(o)));
+  program
+    .command('gateway')
+    .description('Run the ingress gateway of a mesh file: external TLS, JWT, authorization, mTLS into the mesh')
+    .addOption(meshFile())
+    .addOption(meshState())
+    .action(async (o: { filename: string; stateDir: string }) => {
+      const { readMesh } = await import('./mesh-common.ts');
+      const mesh = readMesh(o.filename);
+      if (mesh === undefined) return setExit(EXIT_USAGE);
+      if (mesh.gateway === undefined) {
+        process.stderr.write(`meshward: ${o.filename} defines no gateway\n`);
+        return setExit(EXIT_USAGE);
+      }
+      setExit(await (await import('./node-proxy.ts')).runNodeProxy({ ...o, workload: [mesh.gateway.name] }));
+    });
   const cert = program.command('cert').description('Inspect and verify certificates');
   cert
     .command('inspect')

@@ -22,13 +22,15 @@ function logLine(level: string, event: string, fields: Readonly<Record<string, u
 
 function withPathsFrom(dir: string, c: ProxyConfig): ProxyConfig {
   const at = (p: string): string => resolve(dir, p);
-  const { files, ca } = c.identity;
+  const files = c.identity?.files;
+  const ca = c.identity?.ca;
   return {
     ...c,
     identity: {
       ...(files ? { files: { keyFile: at(files.keyFile), certChainFile: at(files.certChainFile), bundleFile: at(files.bundleFile) } } : {}),
       ...(ca ? { ca: { ...ca, bundleFile: at(ca.bundleFile) } } : {}),
     },
+    inbound: c.inbound.map((p) => (p.tls === undefined ? p : { ...p, tls: { certFile: at(p.tls.certFile), keyFile: at(p.tls.keyFile) } })),
     policyPaths: c.policyPaths.map(at),
   };
 }
@@ -39,13 +41,17 @@ export async function runProxy(opts: { config: string }): Promise<number> {
     for (const d of loaded.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
     return EXIT_USAGE;
   }
+  if (loaded.config.identity === undefined) {
+    process.stderr.write(`${opts.config}: identity: required here: "files" (key, chain, bundle) or "ca" (address, bundle, bootstrap token)\n`);
+    return EXIT_USAGE;
+  }
   const config = withPathsFrom(dirname(resolve(opts.config)), loaded.config);
   const { signalled, release } = untilSignal();
 
   let agent: WorkloadAgent | undefined;
   let proxy: WorkloadProxy;
   try {
-    const ca = config.identity.ca;
+    const ca = config.identity?.ca;
     if (ca !== undefined) {
       const w = config.workload;
       agent = new WorkloadAgent({

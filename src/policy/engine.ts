@@ -34,6 +34,13 @@ export interface ConnectionFacts {
   readonly ip: string;
   readonly remoteIp?: string;
   readonly sni?: string;
+  /**
+   * The connection arrived on a gateway's external TLS port: the gateway
+   * terminated TLS for a client outside the mesh, and PeerAuthentication
+   * (which governs sidecars' mesh ports) does not apply. Authentication is
+   * RequestAuthentication's, and authorization sees no peer principal.
+   */
+  readonly ingress?: boolean;
 }
 
 export type RequestFacts = { readonly protocol: 'tcp' } | ({ readonly protocol: 'http' } & HttpRequest);
@@ -149,13 +156,15 @@ export class PolicyEngine {
       connection: kind,
       ...(clientTls ? { clientTls: { mode: clientTls.mode, auto: clientTls.auto, destinationRule: clientTls.destinationRule, reason: clientTls.reason } } : {}),
     };
-    if (peer.mode === 'STRICT' && kind !== 'istio-mtls') {
+    const ingress = connection.ingress === true;
+    if (ingress) kind = 'plaintext';
+    if (!ingress && peer.mode === 'STRICT' && kind !== 'istio-mtls') {
       const what = kind === 'plaintext' ? 'plaintext connection' : 'TLS connection without an Istio mesh identity';
       return deny('peer-authentication', 'reset', null, null, null, `${what} refused: mTLS is STRICT on port ${destination.port} (${peer.policy ?? 'mesh default'})`, trace);
     }
     // With mTLS off the sidecar does not terminate TLS: on an HTTP port the
     // TLS bytes fail to parse as HTTP and the connection is reset.
-    if (peer.mode === 'DISABLE' && kind !== 'plaintext') {
+    if (!ingress && peer.mode === 'DISABLE' && kind !== 'plaintext') {
       if (request.protocol === 'http') {
         return deny('peer-authentication', 'reset', null, null, null, `TLS connection to port ${destination.port} where mTLS is DISABLE: the sidecar expects plaintext HTTP`, trace);
       }

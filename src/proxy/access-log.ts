@@ -18,6 +18,10 @@ export interface AccessLogEntry {
   readonly reason?: string;
   readonly durationMs: number;
   readonly mtls: boolean;
+  /** The inbound limit that refused the request (docs/inbound.md, "Limits"), e.g. `header_size`. */
+  readonly limit?: string;
+  /** The W3C trace id (32 hex) of the request's span, when the proxy traces (config `tracing`). */
+  readonly traceId?: string;
 }
 
 export type AccessLogSink = (entry: AccessLogEntry) => void;

@@ -11,7 +11,7 @@ import { Agent } from 'node:http';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import type { Server } from 'node:http';
 import type { Diagnostic } from '../api/diagnostics.ts';
-import { loadResources } from '../api/load.ts';
+import { loadResourcesWith } from '../api/load.ts';
 import { DEFAULT_MESH_CONFIG, type MeshConfig } from '../api/mesh-config.ts';
 import type { PortProtocol, ProxyConfig } from '../api/proxy-config.ts';
 import { parseProxyConfig } from '../api/proxy-config-schema.ts';
@@ -25,8 +25,10 @@ import { createProxyMetrics, type ProxyMetrics } from './admin/metrics.ts';
 import { portOf, startAdmin } from './admin/server.ts';
 import type { InboundContext } from './inbound/context.ts';
 import { InboundListener } from './inbound/listener.ts';
+import { DownstreamConnections } from './inbound/limits.ts';
 import { OutboundRouter } from './outbound/index.ts';
 import type { ProxySnapshot } from './snapshot.ts';
+import { tracerFor, tracingChanged, type Tracer } from './tracing/tracer.ts';
 
 export interface WorkloadProxyOptions {
   /** The SVID to serve with, or an agent whose rotations are followed; default: `config.identity.files`. */
@@ -86,8 +88,8 @@ function materialOfAgent(s: AgentSnapshot): MtlsMaterial {
 }
 
 function materialFromFiles(config: ProxyConfig): MtlsMaterial {
-  const files = config.identity.files;
-  if (files === undefined) throw new Error('the proxy config names a CA for identity: pass a WorkloadAgent as `material`');
+  const files = config.identity?.files;
+  if (files === undefined) throw new Error('the proxy config names no identity files: pass a WorkloadAgent or material as `material`');
   const bundle = trustBundleFromPem(config.workload.trustDomain, readFileSync(files.bundleFile, 'utf8'));
   if ('error' in bundle) throw new Error(`${files.bundleFile}: ${bundle.error}`);
   return { key: readFileSync(files.keyFile, 'utf8'), chain: readFileSync(files.certChainFile, 'utf8'), bundle };
@@ -105,7 +107,7 @@ function certInfo(material: MtlsMaterial): CertInfo {
 
 /** Compiles a config's policy: its resources, checked, and the mesh settings. */
 function compile(config: ProxyConfig, jwksResolver: JwksResolver): ProxySnapshot | { diagnostics: readonly Diagnostic[] } {
-  const loaded = loadResources(config.policyPaths);
+  const loaded = loadResourcesWith(config.policyPaths, config.resources ?? []);
   const errors = loaded.diagnostics.filter((d) => d.severity === 'error');
   if (errors.length > 0) return { diagnostics: errors };
   const mesh: MeshConfig = { ...DEFAULT_MESH_CONFIG, trustDomain: config.workload.trustDomain, ...config.meshConfig };
@@ -122,6 +124,8 @@ export class WorkloadProxy {
   readonly #h2Sessions = new Map<number, ClientHttp2Session>();
   readonly #ctx: InboundContext;
   readonly #router: OutboundRouter;
+  /** Null without `tracing` in the config; rebuilt when that changes. */
+  #tracer: Tracer | null;
   #admin: Server | undefined;
   #stopped = false;
   #unfollow: (() => void) | undefined;
@@ -133,6 +137,7 @@ export class WorkloadProxy {
     this.#options = options;
     this.metrics = createProxyMetrics();
     const w = snapshot.config.workload;
+    this.#tracer = tracerFor(snapshot.config, { registry: this.metrics.registry });
     this.#ctx = {
       snapshot: () => this.#snapshot,
       metrics: this.metrics,
@@ -140,10 +145,12 @@ export class WorkloadProxy {
       selfId: `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,
       appAgent: this.#appAgent,
       h2Session: (port) => this.#h2Session(port),
+      connections: new DownstreamConnections(this.metrics.limits),
+      tracer: () => this.#tracer,
     };
     // Second on the registry: the router reuses the Istio series the inbound
     // metrics registered, where registering them again would throw.
-    this.#router = new OutboundRouter(this.#routerConfig(snapshot.config), snapshot.engine, material, { registry: this.metrics.registry });
+    this.#router = new OutboundRouter(this.#routerConfig(snapshot.config), snapshot.engine, material, { registry: this.metrics.registry, tracer: () => this.#tracer });
   }
 
   /** Validates the config, compiles its policy, opens every inbound port and the admin API. */
@@ -168,6 +175,7 @@ export class WorkloadProxy {
         ready: () => !proxy.#stopped,
         config: () => proxy.#snapshot.config,
         certs: () => certInfo(proxy.#material),
+        status: () => proxy.status(),
         registry: proxy.metrics.registry,
       });
       await proxy.#router.start();
@@ -218,6 +226,9 @@ export class WorkloadProxy {
     if (w.namespace !== current.workload.namespace || w.serviceAccount !== current.workload.serviceAccount || w.trustDomain !== current.workload.trustDomain) {
       return { ok: false, diagnostics: [{ severity: 'error', file: '<proxy config update>', path: 'workload', message: 'a proxy\'s identity cannot change; start a new proxy' }] };
     }
+    if ((parsed.config.address ?? '127.0.0.1') !== this.#address) {
+      return { ok: false, diagnostics: [{ severity: 'error', file: '<proxy config update>', path: 'address', message: 'a proxy\'s address cannot change; start a new proxy' }] };
+    }
     const snap = compile(parsed.config, this.#options.jwksResolver ?? defaultJwksResolver);
     if ('diagnostics' in snap) return { ok: false, diagnostics: snap.diagnostics };
     // New ports are bound before the swap, so a port that cannot be bound
@@ -226,7 +237,7 @@ export class WorkloadProxy {
     try {
       for (const p of parsed.config.inbound) {
         if (this.#listeners.has(p.port) || this.#stopped) continue;
-        opened.push(await InboundListener.open(p.port, this.#bind(p.port, 'inbound'), this.#material, this.#ctx));
+        opened.push(await InboundListener.open(p.port, this.#address, this.#bind(p.port, 'inbound'), this.#material, this.#ctx));
       }
     } catch (err) {
       await Promise.all(opened.map((l) => l.close(0)));
@@ -245,6 +256,12 @@ export class WorkloadProxy {
     }
     for (const l of opened) this.#listeners.set(l.port, l);
     this.#snapshot = snap;
+    if (tracingChanged(this.#tracer, parsed.config)) {
+      // Spans already queued are sent by the old exporter as it closes.
+      const old = this.#tracer;
+      this.#tracer = tracerFor(parsed.config, { registry: this.metrics.registry });
+      void old?.shutdown();
+    }
     await this.#reconcileListeners(parsed.config);
     return { ok: true, version: parsed.config.version };
   }
@@ -263,7 +280,8 @@ export class WorkloadProxy {
         port: p.port,
         boundPort: this.#listeners.get(p.port)?.boundPort ?? 0,
         protocol: p.protocol,
-        mode: snap.engine.peerMode({ namespace: w.namespace, labels: w.labels, serviceAccount: w.serviceAccount, port: p.port }).mode,
+        // An ingress port terminates external TLS; PeerAuthentication does not apply to it.
+        mode: p.tls !== undefined ? 'INGRESS_TLS' : snap.engine.peerMode({ namespace: w.namespace, labels: w.labels, serviceAccount: w.serviceAccount, port: p.port }).mode,
       })),
       outbound: snap.config.outbound.flatMap((u) =>
         u.localPort === undefined ? [] : [{ name: u.name, localPort: u.localPort, boundPort: bound.upstreams.get(u.name) ?? 0 }],
@@ -271,6 +289,11 @@ export class WorkloadProxy {
       httpProxy: proxyPort === undefined ? undefined : { port: proxyPort, boundPort: bound.httpProxy ?? 0 },
       certificate: certInfo(this.#material),
     };
+  }
+
+  /** Sends the spans finished so far to the OTLP endpoint (they are otherwise batched for up to a second). */
+  flushTraces(): Promise<void> {
+    return this.#tracer?.flush() ?? Promise.resolve();
   }
 
   /** Closes listeners and the admin API; open connections get `drainMs` to finish. */
@@ -288,9 +311,16 @@ export class WorkloadProxy {
       admin.closeAllConnections();
     }
     await Promise.all(closing);
+    // After the drain, so spans of the requests that finished in it are sent.
+    await this.#tracer?.shutdown();
     for (const s of this.#h2Sessions.values()) s.destroy();
     this.#h2Sessions.clear();
     this.#appAgent.destroy();
+  }
+
+  /** Inbound listeners' address; fixed for the proxy's life. */
+  get #address(): string {
+    return this.#snapshot.config.address ?? '127.0.0.1';
   }
 
   #bind(port: number, role: BindRole): number {
@@ -318,7 +348,7 @@ export class WorkloadProxy {
     }
     for (const p of config.inbound) {
       if (this.#listeners.has(p.port) || this.#stopped) continue;
-      this.#listeners.set(p.port, await InboundListener.open(p.port, this.#bind(p.port, 'inbound'), this.#material, this.#ctx));
+      this.#listeners.set(p.port, await InboundListener.open(p.port, this.#address, this.#bind(p.port, 'inbound'), this.#material, this.#ctx));
     }
   }
 

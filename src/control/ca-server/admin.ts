@@ -36,11 +36,14 @@ export interface CaAdminOptions {
   /** The bearer token the POST endpoints require. */
   token: string;
   log?: (entry: CaServerLogEntry) => void;
+  /** More of the process's state for GET /status (the control plane's), under `controlPlane`. */
+  extraStatus?: () => unknown;
 }
 
 export interface CaAdminStatus {
   ca: CaStatus;
   server: CaServerStatus;
+  controlPlane?: unknown;
 }
 
 /** What POST /rotate-root answers (202). */
@@ -100,11 +103,13 @@ export class CaAdmin {
   #address = '';
   #allowedHosts = new Set<string>();
 
+  readonly #extraStatus: (() => unknown) | undefined;
   private constructor(opts: CaAdminOptions) {
     this.#server = opts.server;
     this.#ca = opts.ca;
     this.#registry = opts.registry;
     this.#token = Buffer.from(opts.token);
+    this.#extraStatus = opts.extraStatus;
     this.#log = opts.log ?? (() => {});
     this.#http = createServer((req, res) => void this.#handle(req, res));
   }
@@ -211,7 +216,8 @@ export class CaAdmin {
   }
 
   status(): CaAdminStatus {
-    return { ca: this.#ca.status(), server: this.#server.status() };
+    const extra = this.#extraStatus?.();
+    return { ca: this.#ca.status(), server: this.#server.status(), ...(extra !== undefined ? { controlPlane: extra } : {}) };
   }
 
   #authorize(req: IncomingMessage, path: string | undefined): void {

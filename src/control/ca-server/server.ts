@@ -23,6 +23,8 @@ import {
   type ServerUnaryCall,
   type sendUnaryData,
   type ServiceError,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import {
@@ -89,6 +91,12 @@ export interface CaServerOptions {
   log?: (entry: CaServerLogEntry) => void;
   /** Milliseconds since the epoch; default Date.now. */
   now?: () => number;
+  /**
+   * More gRPC services on the same listener and credentials (the control
+   * plane's config stream, as istiod serves CA and xDS on one port). Handlers
+   * authenticate callers with `server.verifyCaller(call)`.
+   */
+  services?: (server: CaServer) => readonly { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[];
 }
 
 export interface CaServerStatus {
@@ -211,6 +219,7 @@ export class CaServer {
     }
     const serving = await CaServer.#issueServing(opts.ca, identity, opts.servingCertTtlSeconds ?? 0);
     const server = new CaServer(opts, identity, serving);
+    for (const s of opts.services?.(server) ?? []) server.#grpc.addService(s.definition, s.implementation);
     await server.#listen(opts.host ?? '127.0.0.1', opts.port ?? 0);
     server.#scheduleServingRenewal();
     server.#log({ level: 'info', event: 'ca-server-started', fields: { address: server.address, identity, serial: serving.serial } });
@@ -250,6 +259,19 @@ export class CaServer {
   /** Rotates the root in three steps (see root-rotation.ts); resolves when the old root is gone everywhere. */
   rotateRoot(opts?: RotateOptions): Promise<RotationResult> {
     return this.#rotation.rotate(opts);
+  }
+
+  /**
+   * Who is calling, by the X509-SVID of the call's TLS client certificate
+   * (chained by Node to the current bundle, then checked as an SVID of this
+   * trust domain). Bootstrap tokens do not count here: they only buy a
+   * first certificate.
+   */
+  verifyCaller(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): { ok: true; spiffeId: string } | { ok: false; reason: string; detail: string } {
+    const peer = call.getAuthContext().sslPeerCertificate;
+    if (peer === undefined) return { ok: false, reason: 'no-client-certificate', detail: 'the call carries no client certificate' };
+    const check = this.#verifyClient(peer.raw);
+    return check.ok ? { ok: true, spiffeId: check.spiffeId } : { ok: false, reason: check.reason, detail: check.detail };
   }
 
   agents(): AgentView[] {

@@ -1,8 +1,15 @@
 // The proxy's metrics, in Istio's names and labels so that dashboards and
 // alerts written for Istio sidecars read them unchanged. One registry per
 // proxy: several proxies can share a process without mixing their counts.
+// The Istio series carry Istio's standard labels, the same set for both
+// directions (the outbound router reports reporter="source" into them); what
+// the inbound side cannot know (the caller's workload name, the service it
+// was addressed as) is "unknown", as in Istio without peer metadata.
 
 import { Counter, Histogram, Registry } from 'prom-client';
+import { REQUEST_LABELS, TCP_LABELS } from '../outbound/metrics.ts';
+import { DURATION_BUCKETS, tlsHandshakeSeries } from './series.ts';
+import { limitSeries, type LimitSeries } from './limit-metrics.ts';
 
 export interface RequestLabels {
   readonly source_principal: string;
@@ -14,53 +21,87 @@ export interface RequestLabels {
   readonly request_protocol: string;
 }
 
+export type TcpLabels = Omit<RequestLabels, 'response_code' | 'request_protocol'>;
+
+/** Bytes of one TCP connection, as Istio counts them: received from the caller, sent back to it. */
+export interface TcpBytes {
+  readonly received: number;
+  readonly sent: number;
+}
+
 export interface ProxyMetrics {
   readonly registry: Registry;
+  /** Rejections by the inbound limits, and the open downstream connections (limit-metrics.ts). */
+  readonly limits: LimitSeries;
   request(labels: RequestLabels, durationMs: number): void;
-  tcpOpened(labels: Omit<RequestLabels, 'response_code' | 'request_protocol'>): void;
-  tcpClosed(labels: Omit<RequestLabels, 'response_code' | 'request_protocol'>): void;
+  tcpOpened(labels: TcpLabels): void;
+  tcpClosed(labels: TcpLabels, bytes?: TcpBytes): void;
+  /** A mesh mTLS handshake the inbound side completed and accepted, and how long it took. */
+  handshakeSucceeded(ms: number): void;
   handshakeFailed(reason: string): void;
 }
 
-const REQUEST_LABELS = [
-  'reporter',
-  'source_principal',
-  'destination_principal',
-  'destination_workload',
-  'destination_workload_namespace',
-  'response_code',
-  'connection_security_policy',
-  'request_protocol',
-] as const;
-const TCP_LABELS = REQUEST_LABELS.filter((l) => l !== 'response_code' && l !== 'request_protocol');
+/** The namespace of a principal `spiffe://td/ns/<ns>/sa/<sa>`, else "unknown". */
+function principalNamespace(principal: string): string {
+  const m = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\//.exec(principal);
+  return m === null ? 'unknown' : m[1]!;
+}
+
+/** The labels the inbound side does not know, filled in the way Istio fills them without peer metadata. */
+function inboundDefaults(labels: TcpLabels): Record<string, string> {
+  return {
+    reporter: 'destination',
+    source_workload: 'unknown',
+    source_workload_namespace: principalNamespace(labels.source_principal),
+    destination_service: 'unknown',
+    destination_service_name: 'unknown',
+    ...labels,
+  };
+}
 
 export function createProxyMetrics(): ProxyMetrics {
   const registry = new Registry();
-  const requests = new Counter({ name: 'istio_requests_total', help: 'Requests handled by the inbound proxy', labelNames: REQUEST_LABELS, registers: [registry] });
+  const requests = new Counter({ name: 'istio_requests_total', help: 'Requests, by reporter and response code', labelNames: REQUEST_LABELS, registers: [registry] });
   const duration = new Histogram({
     name: 'istio_request_duration_milliseconds',
-    help: 'Request duration as seen by the inbound proxy',
+    help: 'Request duration, by reporter: headers in to the last byte of the response',
     labelNames: REQUEST_LABELS,
-    buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+    buckets: [...DURATION_BUCKETS],
     registers: [registry],
   });
   const opened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames: TCP_LABELS, registers: [registry] });
   const closed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames: TCP_LABELS, registers: [registry] });
+  const received = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the caller on TCP connections, counted at close', labelNames: TCP_LABELS, registers: [registry] });
+  const sent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent to the caller on TCP connections, counted at close', labelNames: TCP_LABELS, registers: [registry] });
+  const tls = tlsHandshakeSeries(registry);
   const handshakes = new Counter({
     name: 'meshward_tls_handshake_failures_total',
     help: 'Inbound mTLS handshakes refused, by the check that refused them',
     labelNames: ['reason'],
     registers: [registry],
   });
+  const limits = limitSeries(registry);
   return {
     registry,
+    limits,
     request(labels, ms) {
-      const l = { reporter: 'destination', ...labels };
+      const l = { ...inboundDefaults(labels), response_flags: '-' };
       requests.inc(l);
       duration.observe(l, ms);
     },
-    tcpOpened: (labels) => opened.inc({ reporter: 'destination', ...labels }),
-    tcpClosed: (labels) => closed.inc({ reporter: 'destination', ...labels }),
-    handshakeFailed: (reason) => handshakes.inc({ reason }),
+    tcpOpened: (labels) => opened.inc(inboundDefaults(labels)),
+    tcpClosed(labels, bytes) {
+      const l = inboundDefaults(labels);
+      closed.inc(l);
+      if (bytes !== undefined) {
+        received.inc(l, bytes.received);
+        sent.inc(l, bytes.sent);
+      }
+    },
+    handshakeSucceeded: (ms) => tls.succeeded('inbound', ms),
+    handshakeFailed(reason) {
+      handshakes.inc({ reason });
+      tls.failed('inbound');
+    },
   };
 }

@@ -10,15 +10,18 @@ export interface AdminSource {
   ready(): boolean;
   config(): ProxyConfig;
   certs(): unknown;
+  /** The proxy's status (ports, mTLS mode per port, upstream ports, certificate), for `meshward status`. */
+  status?(): unknown;
   readonly registry: Registry;
 }
 
-/** The config with the key file path and the bootstrap token replaced. */
+/** The config with the key file paths and the bootstrap token replaced. */
 export function redactConfig(config: ProxyConfig): unknown {
   const identity = config.identity;
   return {
     ...config,
-    identity: {
+    inbound: config.inbound.map((p) => (p.tls === undefined ? p : { ...p, tls: { ...p.tls, keyFile: '[redacted]' } })),
+    identity: identity === undefined ? undefined : {
       ...(identity.files ? { files: { ...identity.files, keyFile: '[redacted]' } } : {}),
       ...(identity.ca ? { ca: { ...identity.ca, bootstrapToken: '[redacted]' } } : {}),
     },
@@ -56,9 +59,14 @@ export async function startAdmin(bindPort: number, source: AdminSource): Promise
       case '/certs':
         json(200, source.certs());
         return;
-      default:
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      case '/status':
+        if (source.status !== undefined) {
+          json(200, source.status());
+          return;
+        }
+        break;
     }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -9,6 +9,9 @@ import type { InboundPort } from '../../api/proxy-config.ts';
 import type { Decision } from '../../policy/decision.ts';
 import { destinationOf } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
+import { limitHit } from './limits.ts';
+import { endServerSpan, startServerSpan } from '../tracing/hop.ts';
+import type { Span } from '../tracing/tracer.ts';
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -75,7 +78,13 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
   const method = req.method ?? 'GET';
   const path = req.url ?? '/';
   const host = hostOf(req);
+  // One branch when tracing is off: the headers then pass through untouched.
+  const tracer = ctx.tracer();
+  const span = tracer === null ? null : startServerSpan(tracer, req.headers, info.port);
   const finish = (code: number | 'reset', d: Decision | null, bypass = false): void => {
+    // A limit that cut the request short (limits.ts) answered the peer itself: log what it sent, and which limit.
+    const hit = limitHit(req);
+    if (hit !== undefined && code === 'reset') code = hit.status;
     const ms = performance.now() - started;
     const w = snap.config.workload;
     ctx.metrics.request(
@@ -90,6 +99,10 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
       },
       ms,
     );
+    if (span !== null) {
+      const ua = req.headers['user-agent'];
+      endServerSpan(span, code, { method, host, path, port: info.port, httpVersion: req.httpVersion, principal: info.principal, remoteIp: info.remoteIp, userAgent: ua }, d, bypass);
+    }
     ctx.log({
       time: new Date().toISOString(),
       workload: `${w.namespace}/${w.name}`,
@@ -106,6 +119,8 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
       ...(d !== null && d.decision === 'DENY' ? { reason: d.reason } : {}),
       durationMs: Math.round(ms * 1000) / 1000,
       mtls: info.mtls,
+      ...(hit !== undefined ? { limit: hit.limit } : {}),
+      ...(span !== null ? { traceId: span.traceId } : {}),
     });
   };
 
@@ -113,9 +128,9 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
   // and only on the exact paths configured.
   const { mode } = snap.engine.peerMode(destinationOf(snap, info.port, info.localIp));
   const isHealth = !info.mtls && (port.healthPaths ?? []).includes(path);
-  if (!info.mtls && mode === 'STRICT') {
+  if (!info.mtls && !info.ingress && mode === 'STRICT') {
     if (isHealth) {
-      forward(req, res, info, port, ctx, [], (code) => finish(code, null, true));
+      forward(req, res, info, port, ctx, [], (code) => finish(code, null, true), undefined, span);
       return;
     }
     reset(req, res);
@@ -126,7 +141,7 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
   const headers = engineHeaders(req.headers);
   const decision = snap.engine.decide({
     destination: destinationOf(snap, info.port, info.localIp),
-    connection: { mtls: info.mtls, principal: info.principal, clientNamespace: null, ip: info.remoteIp },
+    connection: { mtls: info.mtls, principal: info.principal, clientNamespace: null, ip: info.remoteIp, ingress: info.ingress },
     request: { protocol: 'http', method, path, host, headers },
   });
   const proceed = (d: Decision): void => {
@@ -138,7 +153,7 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
       finish(d.status === 200 ? 403 : d.status, d);
       return;
     }
-    forward(req, res, info, port, ctx, d.trace.headerMutations ?? [], (code) => finish(code, d), forwardedTarget(path, d.trace.normalizedPath));
+    forward(req, res, info, port, ctx, d.trace.headerMutations ?? [], (code) => finish(code, d), forwardedTarget(path, d.trace.normalizedPath), span);
   };
   if (decision instanceof Promise) decision.then(proceed, () => answer(res, 403, 'RBAC: access denied'));
   else proceed(decision);
@@ -168,6 +183,7 @@ function forward(
   mutations: NonNullable<Decision['trace']['headerMutations']>,
   done: (code: number | 'reset') => void,
   target: string = req.url ?? '/',
+  span: Span | null = null,
 ): void {
   const headers = forwardHeaders(req.headers);
   // The app must be able to trust this header: only the proxy that
@@ -180,6 +196,12 @@ function forward(
   if (info.mtls && info.principal !== null && info.peerCertHash !== null) {
     headers[XFCC] = `By=${ctx.selfId};Hash=${info.peerCertHash};URI=spiffe://${info.principal}`;
   }
+  // The app sees the proxy's span as its parent.
+  if (span !== null) span.inject(headers);
+  const unreachable = (): void => {
+    if (span !== null) span.responseFlags = 'UF';
+    answer(res, 503, UPSTREAM_CONNECT_ERROR);
+  };
   const host = hostOf(req);
   let finished = false;
   const end = (code: number | 'reset'): void => {
@@ -194,7 +216,7 @@ function forward(
     try {
       session = ctx.h2Session(port.appPort);
     } catch {
-      answer(res, 503, UPSTREAM_CONNECT_ERROR);
+      unreachable();
       return;
     }
     // The one connection-specific header HTTP/2 allows; gRPC servers expect it.
@@ -207,7 +229,7 @@ function forward(
     upstream.on('trailers', (t) => {
       if ('addTrailers' in res) res.addTrailers(responseHeaders(t) as Record<string, string>);
     });
-    upstream.on('error', () => answer(res, 503, UPSTREAM_CONNECT_ERROR));
+    upstream.on('error', unreachable);
     res.on('close', () => {
       if (!upstream.closed) upstream.close(h2.NGHTTP2_CANCEL);
     });
@@ -218,11 +240,21 @@ function forward(
   const upstream = httpRequest({ host: '127.0.0.1', port: port.appPort, method: req.method, path: target, headers: { ...headers, host }, agent: ctx.appAgent });
   upstream.on('response', (up) => {
     head(res, up.statusCode ?? 502, responseHeaders(up.headers));
+    // The app's chunked trailers, added before pipe's own 'end' listener ends the response.
+    up.once('end', () => {
+      const t = responseHeaders(up.trailers);
+      if (Object.keys(t).length > 0) res.addTrailers(t as Record<string, string>);
+    });
     up.pipe(res as NodeJS.WritableStream);
   });
-  upstream.on('error', () => answer(res, 503, UPSTREAM_CONNECT_ERROR));
+  upstream.on('error', unreachable);
   res.on('close', () => {
     if (!res.writableFinished) upstream.destroy();
+  });
+  // The caller's trailers reach the app when its request is chunked (no content-length).
+  req.once('end', () => {
+    const t = responseHeaders(req.trailers);
+    if (Object.keys(t).length > 0) upstream.addTrailers(t as Record<string, string>);
   });
   (req as NodeJS.ReadableStream).pipe(upstream);
 }

@@ -7,9 +7,11 @@
 
 import { createHash } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import { createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { InboundPort } from '../../api/proxy-config.ts';
 import type { Duplex } from 'node:stream';
 import { createMtlsServer, verifiedPeer, type MtlsMaterial, type MtlsServer } from '../../identity/tls-options.ts';
 import { toPrincipal } from '../../identity/spiffe.ts';
@@ -17,12 +19,15 @@ import { destinationOf, inboundPort } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
 import { handleInboundRequest } from './http.ts';
 import { handleInboundTcp } from './tcp.ts';
+import { h2ServerOptions, limitsOf, ListenerLimits } from './limits.ts';
 
 const TLS_HANDSHAKE = 0x16;
 // An HTTP/2 connection without TLS starts with this preface.
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
-/** How long a connection may stay silent before its first byte. */
-const FIRST_BYTE_TIMEOUT_MS = 10_000;
+
+function peerKey(socket: Socket | TLSSocket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}`;
+}
 
 function plainIp(address: string | undefined): string {
   if (address === undefined) return '0.0.0.0';
@@ -35,15 +40,28 @@ export class InboundListener {
   readonly #server: NetServer;
   readonly #mtls: MtlsServer;
   readonly #h1 = createHttpServer({ keepAlive: true });
-  readonly #h2 = createH2Server();
+  readonly #h2: Http2Server;
+  readonly #limits: ListenerLimits;
   readonly #conn = new WeakMap<object, ConnectionInfo>();
   readonly #sockets = new Set<Duplex>();
+  /** When each pending mesh handshake's ClientHello arrived, by peer address and port. */
+  readonly #helloAt = new Map<string, number>();
   #pendingSession: ConnectionInfo | undefined;
+  /** The external TLS server of an ingress port, built for the `tls` setting it was read from. */
+  #ingress: { readonly tls: NonNullable<InboundPort['tls']>; readonly server: TlsServer } | undefined;
 
   private constructor(port: number, material: MtlsMaterial, ctx: InboundContext) {
     this.port = port;
     this.#ctx = ctx;
-    this.#mtls = createMtlsServer(material, { onRefused: (r) => ctx.metrics.handshakeFailed(r.check) });
+    this.#h2 = createH2Server(h2ServerOptions(limitsOf(ctx)));
+    this.#limits = new ListenerLimits(ctx, this.#h1, (s) => this.#conn.get(s));
+    this.#mtls = createMtlsServer(material, {
+      onRefused: (r) => ctx.metrics.handshakeFailed(r.check),
+      onAccepted: (s) => {
+        const at = this.#helloAt.get(peerKey(s));
+        ctx.metrics.handshakeSucceeded(at === undefined ? 0 : performance.now() - at);
+      },
+    });
     this.#server = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.#accept(s));
     this.#mtls.server.on('secureConnection', (s: TLSSocket) => this.#secure(s));
     // A broken peer session is that peer's problem; the listener carries on.
@@ -52,16 +70,20 @@ export class InboundListener {
     this.#h1.on('request', (req: IncomingMessage, res: ServerResponse) => this.#request(this.#conn.get(req.socket), req, res));
     this.#h2.on('session', (session: ServerHttp2Session) => {
       if (this.#pendingSession !== undefined) this.#conn.set(session, this.#pendingSession);
+      this.#limits.watchSession(session);
     });
     this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#request(this.#conn.get(req.stream.session!), req, res));
   }
 
-  /** Listens on `bindPort` (0 for any) on all addresses. */
-  static async open(port: number, bindPort: number, material: MtlsMaterial, ctx: InboundContext): Promise<InboundListener> {
+  /** Listens on `host`:`bindPort` (0 for any port). */
+  static async open(port: number, host: string, bindPort: number, material: MtlsMaterial, ctx: InboundContext): Promise<InboundListener> {
     const l = new InboundListener(port, material, ctx);
+    // An ingress port's certificate is read now, so a missing file refuses the config.
+    const tls = inboundPort(ctx.snapshot(), port)?.tls;
+    if (tls !== undefined) l.#ingressServer(tls);
     await new Promise<void>((resolve, reject) => {
       l.#server.once('error', reject);
-      l.#server.listen(bindPort, () => {
+      l.#server.listen(bindPort, host, () => {
         l.#server.off('error', reject);
         resolve();
       });
@@ -81,7 +103,8 @@ export class InboundListener {
   /** Stops accepting, gives open connections `graceMs` to finish, then closes them. */
   async close(graceMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    this.#h1.closeIdleConnections();
+    // Closes the idle keep-alive connections and stops node's timeout checks (limits.ts).
+    this.#h1.close();
     const deadline = setTimeout(() => {
       for (const s of this.#sockets) s.destroy();
     }, graceMs);
@@ -90,25 +113,50 @@ export class InboundListener {
   }
 
   #accept(socket: Socket): void {
+    socket.on('error', () => socket.destroy());
+    // Over the connection limit: closed at once. Otherwise the first byte,
+    // and for TLS the handshake, must arrive within the handshake timeout.
+    const { admitted, settled } = this.#limits.accept(socket);
+    if (!admitted) return;
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
     socket.once('readable', () => {
       const first = socket.read() as Buffer | null;
       if (first === null) {
         socket.destroy();
         return;
       }
-      socket.setTimeout(0);
       socket.unshift(first);
       const snap = this.#ctx.snapshot();
+      const tls = inboundPort(snap, this.port)?.tls;
+      if (tls !== undefined) {
+        if (first[0] !== TLS_HANDSHAKE) {
+          this.#ctx.metrics.handshakeFailed('not-tls');
+          socket.destroy();
+          return;
+        }
+        let server: TlsServer;
+        try {
+          server = this.#ingressServer(tls);
+        } catch {
+          // The certificate files went missing after the config was accepted.
+          this.#ctx.metrics.handshakeFailed('ingress-certificate-unreadable');
+          socket.destroy();
+          return;
+        }
+        server.emit('connection', socket);
+        return;
+      }
       const { mode } = snap.engine.peerMode(destinationOf(snap, this.port, plainIp(socket.localAddress)));
       if (first[0] === TLS_HANDSHAKE) {
         if (mode === 'DISABLE') {
           socket.destroy();
           return;
         }
+        // The TLS socket node wraps around this one has the same peer address: the key to the handshake's start.
+        const key = peerKey(socket);
+        this.#helloAt.set(key, performance.now());
+        socket.once('close', () => this.#helloAt.delete(key));
         this.#mtls.server.emit('connection', socket);
         return;
       }
@@ -119,9 +167,11 @@ export class InboundListener {
         socket.destroy();
         return;
       }
+      settled();
       this.#serve(socket, first, {
         port: this.port,
         mtls: false,
+        ingress: false,
         principal: null,
         peerCertHash: null,
         remoteIp: plainIp(socket.remoteAddress),
@@ -132,6 +182,7 @@ export class InboundListener {
   }
 
   #secure(socket: TLSSocket): void {
+    this.#limits.settleTls(socket);
     const peer = verifiedPeer(socket);
     // The guard has destroyed a refused peer already.
     if (peer === undefined) return;
@@ -141,6 +192,7 @@ export class InboundListener {
     const info: ConnectionInfo = {
       port: this.port,
       mtls: true,
+      ingress: false,
       principal: toPrincipal(peer.id),
       peerCertHash: createHash('sha256').update(peer.leaf.raw).digest('hex'),
       remoteIp: plainIp(socket.remoteAddress),
@@ -148,6 +200,32 @@ export class InboundListener {
       snapshot: this.#ctx.snapshot(),
     };
     this.#serve(socket, socket.alpnProtocol === 'h2' ? H2_PREFACE : null, info);
+  }
+
+  /** The TLS server for an ingress port's certificate; rebuilt only when the config names other files. */
+  #ingressServer(tls: NonNullable<InboundPort['tls']>): TlsServer {
+    if (this.#ingress !== undefined && this.#ingress.tls === tls) return this.#ingress.server;
+    const server = createTlsServer({ key: readFileSync(tls.keyFile), cert: readFileSync(tls.certFile), ALPNProtocols: ['h2', 'http/1.1'] });
+    server.on('error', () => {});
+    server.on('tlsClientError', () => this.#ctx.metrics.handshakeFailed('ingress-tls'));
+    server.on('secureConnection', (socket: TLSSocket) => {
+      this.#limits.settleTls(socket);
+      this.#sockets.add(socket);
+      socket.on('close', () => this.#sockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+      this.#serve(socket, socket.alpnProtocol === 'h2' ? H2_PREFACE : null, {
+        port: this.port,
+        mtls: false,
+        ingress: true,
+        principal: null,
+        peerCertHash: null,
+        remoteIp: plainIp(socket.remoteAddress),
+        localIp: plainIp(socket.localAddress),
+        snapshot: this.#ctx.snapshot(),
+      });
+    });
+    this.#ingress = { tls, server };
+    return server;
   }
 
   /** `first` tells HTTP/2 from HTTP/1.1 on plaintext; on TLS, ALPN has (null: not h2). */
@@ -171,6 +249,7 @@ export class InboundListener {
         this.#pendingSession = undefined;
       }
     } else {
+      this.#limits.configureH1();
       this.#h1.emit('connection', socket);
     }
   }
@@ -185,6 +264,7 @@ export class InboundListener {
     // when its connection did.
     const current = this.#ctx.snapshot();
     const now = inboundPort(current, this.port) ?? port;
+    if (!this.#limits.checkRequest(req, res, { ...info, snapshot: current })) return;
     handleInboundRequest(req, res, { ...info, snapshot: current }, now, this.#ctx);
   }
 }

@@ -53,7 +53,8 @@ export function handleInboundTcp(socket: Duplex, info: ConnectionInfo, port: Inb
     let closed = 0;
     const onClose = (): void => {
       if (++closed === 2) {
-        ctx.metrics.tcpClosed(labels);
+        // What the app was written is what the caller sent; what it said, what the caller received.
+        ctx.metrics.tcpClosed(labels, { received: app.bytesWritten, sent: app.bytesRead });
         log(d, 200);
       }
     };

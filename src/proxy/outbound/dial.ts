@@ -18,7 +18,7 @@ import * as tls from 'node:tls';
 import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
 import type { ClientTlsDecision } from '../../policy/destination/index.ts';
 import { mtlsClientOptions, mtlsSecureContextOptions, refusalOf, type MtlsMaterial } from '../../identity/tls-options.ts';
-import type { UpstreamFailure } from './metrics.ts';
+import type { HandshakeObserver, UpstreamFailure } from './metrics.ts';
 
 export type Security = 'mutual_tls' | 'tls' | 'none';
 
@@ -99,8 +99,39 @@ export class TlsOptionsCache {
   }
 }
 
-/** Connects (and for TLS, completes the handshake) or rejects with an UpstreamError. */
-export function dial(endpoint: UpstreamEndpoint, options: tls.ConnectionOptions | null, timeoutMs: number): Promise<net.Socket> {
+/** The SPIFFE ID in the certificate a TLS peer presented; null without one. */
+export function presentedId(socket: net.Socket | null | undefined): string | null {
+  const tlsSocket = socket as tls.TLSSocket | null | undefined;
+  if (typeof tlsSocket?.getPeerX509Certificate !== 'function') return null;
+  const uri = (tlsSocket.getPeerX509Certificate()?.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:spiffe://'));
+  return uri === undefined ? null : uri.slice(4);
+}
+
+/**
+ * Reports the handshake of a TLS socket that is still connecting: success
+ * with its duration from TCP connected to verified, or the check that failed
+ * it. A connection that never reached TCP is not a handshake.
+ */
+export function observeHandshake(socket: tls.TLSSocket, observer: HandshakeObserver): void {
+  let tcpUp = 0;
+  socket.once('connect', () => {
+    tcpUp = performance.now();
+  });
+  const onError = (err: Error): void => {
+    if (tcpUp !== 0) observer.failed(refusalOf(err));
+  };
+  socket.once('error', onError);
+  socket.once('secureConnect', () => {
+    socket.off('error', onError);
+    observer.succeeded(performance.now() - (tcpUp || performance.now()));
+  });
+}
+
+/**
+ * Connects (and for TLS, completes the handshake) or rejects with an
+ * UpstreamError. `observer` hears about the TLS handshake, if one begins.
+ */
+export function dial(endpoint: UpstreamEndpoint, options: tls.ConnectionOptions | null, timeoutMs: number, observer?: HandshakeObserver): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const where = `${endpoint.host}:${endpoint.port}`;
     const socket =
@@ -109,8 +140,10 @@ export function dial(endpoint: UpstreamEndpoint, options: tls.ConnectionOptions 
         : // node passes allowHalfOpen on to the TLSSocket; its typings leave it out.
           tls.connect({ ...options, host: endpoint.host, port: endpoint.port, allowHalfOpen: true } as tls.ConnectionOptions);
     let tcpUp = false;
+    let tcpAt = 0;
     const timer = setTimeout(() => {
       socket.destroy();
+      if (options !== null && tcpUp) observer?.failed('timeout');
       reject(new UpstreamError('connect-timeout', `connection to ${where} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
     const onError = (err: Error): void => {
@@ -118,6 +151,7 @@ export function dial(endpoint: UpstreamEndpoint, options: tls.ConnectionOptions 
       socket.destroy();
       if (options !== null && tcpUp) {
         const check = refusalOf(err);
+        observer?.failed(check);
         const what =
           check === 'not-allowed'
             ? `secure naming: the server at ${where} is not one of ${endpoint.identities.join(', ') || '(no identities)'}`
@@ -130,11 +164,13 @@ export function dial(endpoint: UpstreamEndpoint, options: tls.ConnectionOptions 
     };
     socket.once('connect', () => {
       tcpUp = true;
+      tcpAt = performance.now();
     });
     socket.once('error', onError);
     socket.once(options === null ? 'connect' : 'secureConnect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
+      if (options !== null) observer?.succeeded(performance.now() - tcpAt);
       resolve(socket);
     });
   });

@@ -12,6 +12,7 @@ import { endToEnd } from './headers.ts';
 import { FLAGS, countFailure, failureBody, type ForwardContext } from './http-forward.ts';
 import { connectionLabels } from './metrics.ts';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
+import { endClientSpan, startClientSpan } from '../tracing/hop.ts';
 
 export function forwardH2Stream(
   ctx: ForwardContext,
@@ -20,18 +21,34 @@ export function forwardH2Stream(
   headers: http2.IncomingHttpHeaders,
 ): void {
   const { upstream, plan } = route;
+  const started = performance.now();
   let status = 0;
   let endpoint: UpstreamEndpoint | null = null;
+  let peer: string | null = null;
   let flags = '-';
   stream.once('close', () =>
-    ctx.metrics.request({
-      ...connectionLabels(ctx.source, upstream, endpoint, plan.security),
-      request_protocol: upstream.protocol === 'grpc' ? 'grpc' : 'http',
-      response_code: String(status),
-      response_flags: flags,
-    }),
+    ctx.metrics.request(
+      {
+        ...connectionLabels(ctx.source, upstream, endpoint, plan.security, peer),
+        request_protocol: upstream.protocol === 'grpc' ? 'grpc' : 'http',
+        response_code: String(status),
+        response_flags: flags,
+      },
+      performance.now() - started,
+    ),
   );
   stream.on('error', () => undefined);
+  // A CLIENT span continues the app's trace; the upstream gets it as parent.
+  const tracer = ctx.tracer ?? null;
+  if (tracer !== null) {
+    const span = startClientSpan(tracer, headers, upstream);
+    span.inject(headers);
+    stream.once('close', () =>
+      endClientSpan(span, status, {
+        method: headers[':method'] ?? 'GET', authority: headers[':authority'] ?? upstream.host, path: headers[':path'] ?? '/', upstream, endpoint, httpVersion: '2.0', flags, security: plan.security,
+      }),
+    );
+  }
 
   let failed = false;
   const fail = (err: UpstreamError): void => {
@@ -68,6 +85,7 @@ export function forwardH2Stream(
         fail(new UpstreamError('reset', `the server at ${picked.endpoint.host}:${picked.endpoint.port} does not speak HTTP/2`));
         return;
       }
+      peer = transport.peer;
       let up: http2.ClientHttp2Stream;
       try {
         up = transport.session.request({

@@ -4,22 +4,31 @@
 // back-pressure. Every failure before response headers becomes a 503 in the
 // words Envoy uses, with what failed after them; after headers, the app's
 // connection is reset, as Envoy does. Nothing here throws to the listener.
+// Trailers cross in both directions: HTTP/2 trailers and those of a chunked
+// HTTP/1.1 message are passed on as trailers, and the app gets them in its
+// chunked response (RFC 9112 §7.1.2; node's `res.trailers`) whether or not
+// it sent `TE: trailers`, which only says they will not be dropped (RFC 9110
+// §10.1.4). An HTTP/1.0 app has no chunked coding, and node drops them.
 
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as http2 from 'node:http2';
 import type { Route } from './route.ts';
 import type { ConnectionPool, Transport } from './pool.ts';
-import { UpstreamError } from './dial.ts';
+import { UpstreamError, presentedId } from './dial.ts';
 import { PeerRefusedError, refusalOf } from '../../identity/tls-options.ts';
 import { endToEnd } from './headers.ts';
 import { connectionLabels, type OutboundMetrics, type Source, type UpstreamFailure } from './metrics.ts';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
+import { endClientSpan, startClientSpan } from '../tracing/hop.ts';
+import type { Tracer } from '../tracing/tracer.ts';
 
 export interface ForwardContext {
   readonly pool: ConnectionPool;
   readonly metrics: OutboundMetrics;
   readonly source: Source;
+  /** Null when the proxy does not trace. */
+  readonly tracer?: Tracer | null;
 }
 
 export const CONNECT_ERROR_BODY = 'upstream connect error or disconnect/reset before headers';
@@ -52,10 +61,12 @@ export const FLAGS: Record<UpstreamFailure, string> = {
   'tls-mode-unsupported': 'UF',
 };
 
-/** Counts an upstream failure once, with its handshake check when there is one. */
+/**
+ * Counts an upstream failure once. The handshake behind a 'handshake'
+ * failure has been counted by the pool, once, however many requests waited on it.
+ */
 export function countFailure(ctx: ForwardContext, host: string, err: UpstreamError): void {
   ctx.metrics.upstreamFailure(host, err.reason);
-  if (err.reason === 'handshake') ctx.metrics.handshakeFailure(host, err.check ?? 'tls-handshake');
 }
 
 /** The 503 body the app sees, in Envoy's words, with the reason appended. */
@@ -71,21 +82,39 @@ export function forwardHttp(
   target: { authority: string; path: string },
 ): void {
   const { upstream, plan } = route;
+  const started = performance.now();
   let flags = '-';
   let endpoint: UpstreamEndpoint | null = null;
+  let peer: string | null = null;
   const count = (): void =>
-    ctx.metrics.request({
-      ...connectionLabels(ctx.source, upstream, endpoint, plan.security),
-      request_protocol: upstream.protocol === 'grpc' ? 'grpc' : 'http',
-      response_code: String(res.statusCode),
-      response_flags: flags,
-    });
+    ctx.metrics.request(
+      {
+        ...connectionLabels(ctx.source, upstream, endpoint, plan.security, peer),
+        request_protocol: upstream.protocol === 'grpc' ? 'grpc' : 'http',
+        response_code: String(res.statusCode),
+        response_flags: flags,
+      },
+      performance.now() - started,
+    );
   // Counted when the response is handed to the kernel, before the app can
   // read it; a response cut short counts on close.
   res.once('finish', count);
   res.once('close', () => {
     if (!res.writableFinished) count();
   });
+
+  // A CLIENT span continues the app's trace; the upstream gets it as parent
+  // in the headers, which are read again when the request is sent.
+  const tracer = ctx.tracer ?? null;
+  if (tracer !== null) {
+    const span = startClientSpan(tracer, req.headers, upstream);
+    span.inject(req.headers);
+    res.once('close', () =>
+      endClientSpan(span, res.headersSent ? res.statusCode : 0, {
+        method: req.method ?? 'GET', authority: target.authority, path: target.path, upstream, endpoint, httpVersion: req.httpVersion, flags, security: plan.security,
+      }),
+    );
+  }
 
   let failed = false;
   const fail = (err: UpstreamError): void => {
@@ -119,7 +148,7 @@ export function forwardHttp(
     (transport) => {
       if (res.destroyed) return;
       try {
-        send(transport, req, res, target, fail, picked.endpoint.host, picked.endpoint.port);
+        send(transport, req, res, target, fail, picked.endpoint.host, picked.endpoint.port, (id) => (peer = id));
       } catch (err) {
         fail(failureOf(err));
       }
@@ -136,16 +165,26 @@ function send(
   fail: (err: UpstreamError) => void,
   host: string,
   port: number,
+  presented: (id: string | null) => void,
 ): void {
   const headers = endToEnd(req.headers);
+  // Only a chunked request can end in trailers; waiting for them on others would cost nothing but a frame.
+  const chunked = /\bchunked\b/i.test(String(req.headers['transfer-encoding'] ?? ''));
   if (transport.kind === 'h2') {
-    const stream = transport.session.request({
-      ...headers,
-      ':method': req.method ?? 'GET',
-      ':path': target.path,
-      ':authority': target.authority,
-      ':scheme': 'http',
-    });
+    presented(transport.peer);
+    const stream = transport.session.request(
+      {
+        ...headers,
+        ':method': req.method ?? 'GET',
+        ':path': target.path,
+        ':authority': target.authority,
+        ':scheme': 'http',
+      },
+      { waitForTrailers: chunked },
+    );
+    // Emitted once the body is queued, after the app's request (and its trailers) ended.
+    if (chunked) stream.once('wantTrailers', () => stream.sendTrailers(endToEnd(req.trailers)));
+    stream.on('trailers', (t) => res.addTrailers(endToEnd(t) as Record<string, string>));
     stream.on('response', (h) => {
       const status = Number(h[':status'] ?? 502);
       res.writeHead(status, endToEnd(h));
@@ -172,7 +211,10 @@ function send(
   };
   const upstreamReq = transport.tls === null ? http.request(options) : https.request(options);
   upstreamReq.on('response', (upstreamRes) => {
+    presented(presentedId(upstreamReq.socket));
     res.writeHead(upstreamRes.statusCode ?? 502, endToEnd(upstreamRes.headers));
+    // Before pipe's own 'end' listener, which ends the response.
+    upstreamRes.once('end', () => addTrailers(res, upstreamRes.trailers));
     upstreamRes.pipe(res);
     upstreamRes.on('error', () => res.destroy());
   });
@@ -180,5 +222,11 @@ function send(
   res.once('close', () => {
     if (!upstreamReq.destroyed && !res.writableFinished) upstreamReq.destroy();
   });
+  req.once('end', () => addTrailers(upstreamReq, req.trailers));
   req.pipe(upstreamReq);
+}
+
+function addTrailers(to: http.OutgoingMessage, trailers: http.IncomingHttpHeaders): void {
+  const t = endToEnd(trailers);
+  if (Object.keys(t).length > 0) to.addTrailers(t as Record<string, string>);
 }

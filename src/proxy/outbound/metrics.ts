@@ -5,9 +5,12 @@
 // do not look alike. When a series is already registered (by the inbound
 // side, with its own choice of Istio's labels), samples keep only the labels
 // it has; a failure to count is swallowed, never a failed request.
+// Handshakes are counted once per handshake (dial.ts reports them), not per
+// request that waited on one.
 
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
+import { DURATION_BUCKETS, getOrCreate, tlsHandshakeSeries } from '../admin/series.ts';
 
 /** Labels of istio_requests_total, a subset of Istio's standard set. */
 export const REQUEST_LABELS = [
@@ -40,10 +43,27 @@ export type UpstreamFailure =
   | 'tls-mode-unsupported';
 
 export interface OutboundMetrics {
-  request(labels: Record<(typeof REQUEST_LABELS)[number], string>): void;
+  /** istio_requests_total and istio_request_duration_milliseconds. */
+  request(labels: Record<(typeof REQUEST_LABELS)[number], string>, durationMs: number): void;
   tcpOpened(labels: ConnectionLabels): void;
+  /** Closed, with the bytes received from the app and sent back to it. */
+  tcpClosed(labels: ConnectionLabels, bytes: { readonly received: number; readonly sent: number }): void;
+  handshakeSuccess(destinationService: string, ms: number): void;
   handshakeFailure(destinationService: string, check: string): void;
   upstreamFailure(destinationService: string, reason: UpstreamFailure): void;
+}
+
+/** What dial() reports about each TLS handshake it attempts. */
+export interface HandshakeObserver {
+  succeeded(ms: number): void;
+  failed(check: string): void;
+}
+
+export function handshakeObserver(metrics: OutboundMetrics, destinationService: string): HandshakeObserver {
+  return {
+    succeeded: (ms) => metrics.handshakeSuccess(destinationService, ms),
+    failed: (check) => metrics.handshakeFailure(destinationService, check),
+  };
 }
 
 /** Who is calling: the workload this proxy serves. */
@@ -58,17 +78,25 @@ type ConnectionLabels = Record<(typeof TCP_LABELS)[number], string>;
 
 /**
  * The labels every outbound sample carries. The destination principal is the
- * endpoint's only allowed identity when it has one (secure naming then
- * guarantees it), else "unknown", Istio's word for it.
+ * SPIFFE ID the server presented (`presented`, when the connection is known),
+ * else the endpoint's only allowed identity when it has one (secure naming
+ * then guarantees it), else "unknown", Istio's word for it.
  */
-export function connectionLabels(source: Source, upstream: Upstream, endpoint: UpstreamEndpoint | null, security: string): ConnectionLabels {
+export function connectionLabels(
+  source: Source,
+  upstream: Upstream,
+  endpoint: UpstreamEndpoint | null,
+  security: string,
+  presented: string | null = null,
+): ConnectionLabels {
   const labels = upstream.host.split('.');
+  const expected = endpoint !== null && endpoint.identities.length === 1 && security === 'mutual_tls' ? endpoint.identities[0]! : 'unknown';
   return {
     reporter: 'source',
     source_workload: source.workload,
     source_workload_namespace: source.namespace,
     source_principal: source.principal,
-    destination_principal: endpoint !== null && endpoint.identities.length === 1 && security === 'mutual_tls' ? endpoint.identities[0]! : 'unknown',
+    destination_principal: presented ?? expected,
     destination_workload: 'unknown',
     destination_workload_namespace: labels.length >= 3 && labels[2] === 'svc' ? labels[1]! : 'unknown',
     destination_service: upstream.host,
@@ -78,16 +106,14 @@ export function connectionLabels(source: Source, upstream: Upstream, endpoint: U
 }
 
 /** Gets or creates a metric, so routers that share a registry share the series. */
-function reuse<T>(registry: Registry, name: string, create: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
-}
+const reuse = getOrCreate;
 
-/** An inc that passes only the labels the series was registered with. */
-function incrementer(counter: Counter): (labels: Record<string, string>) => void {
-  const names = (counter as unknown as { labelNames?: readonly string[] }).labelNames;
-  if (names === undefined) return (labels) => counter.inc(labels);
+/** Keeps only the labels a series was registered with. */
+function labelFilter(metric: Counter | Histogram): (labels: Record<string, string>) => Record<string, string> {
+  const names = (metric as unknown as { labelNames?: readonly string[] }).labelNames;
+  if (names === undefined) return (labels) => labels;
   const keep = new Set(names);
-  return (labels) => counter.inc(Object.fromEntries(Object.entries(labels).filter(([k]) => keep.has(k))));
+  return (labels) => Object.fromEntries(Object.entries(labels).filter(([k]) => keep.has(k)));
 }
 
 function safely(fn: () => void): void {
@@ -105,17 +131,25 @@ export function createOutboundMetrics(registry: Registry): OutboundMetrics {
     'istio_requests_total',
     () => new Counter({ name: 'istio_requests_total', help: 'Requests, by reporter and response code.', labelNames: REQUEST_LABELS, registers }),
   );
-  const tcpOpened = reuse(
+  const duration = reuse(
     registry,
-    'istio_tcp_connections_opened_total',
+    'istio_request_duration_milliseconds',
     () =>
-      new Counter({
-        name: 'istio_tcp_connections_opened_total',
-        help: 'TCP connections opened, by reporter.',
-        labelNames: [...TCP_LABELS],
+      new Histogram({
+        name: 'istio_request_duration_milliseconds',
+        help: 'Request duration, by reporter: headers in to the last byte of the response.',
+        labelNames: REQUEST_LABELS,
+        buckets: [...DURATION_BUCKETS],
         registers,
       }),
   );
+  const tcpCounter = (name: string, help: string): Counter =>
+    reuse(registry, name, () => new Counter({ name, help, labelNames: [...TCP_LABELS], registers })) as Counter;
+  const tcpOpened = tcpCounter('istio_tcp_connections_opened_total', 'TCP connections opened, by reporter.');
+  const tcpClosed = tcpCounter('istio_tcp_connections_closed_total', 'TCP connections closed, by reporter.');
+  const tcpReceived = tcpCounter('istio_tcp_received_bytes_total', 'Bytes received from the caller on TCP connections, counted at close.');
+  const tcpSent = tcpCounter('istio_tcp_sent_bytes_total', 'Bytes sent to the caller on TCP connections, counted at close.');
+  const tls = tlsHandshakeSeries(registry);
   const handshakes = reuse(
     registry,
     'meshward_outbound_handshake_failures_total',
@@ -138,12 +172,26 @@ export function createOutboundMetrics(registry: Registry): OutboundMetrics {
         registers,
       }),
   );
-  const incRequests = incrementer(requests as Counter);
-  const incTcpOpened = incrementer(tcpOpened as Counter);
+  const requestLabels = labelFilter(requests as Counter);
+  const durationLabels = labelFilter(duration as Histogram);
+  const tcpLabels = labelFilter(tcpOpened);
   return {
-    request: (labels) => safely(() => incRequests(labels)),
-    tcpOpened: (labels) => safely(() => incTcpOpened(labels)),
-    handshakeFailure: (destination_service, check) => safely(() => handshakes.inc({ destination_service, check })),
+    request(labels, ms) {
+      safely(() => (requests as Counter).inc(requestLabels(labels)));
+      safely(() => (duration as Histogram).observe(durationLabels(labels), ms));
+    },
+    tcpOpened: (labels) => safely(() => tcpOpened.inc(tcpLabels(labels))),
+    tcpClosed(labels, bytes) {
+      const l = tcpLabels(labels);
+      safely(() => tcpClosed.inc(l));
+      safely(() => tcpReceived.inc(l, bytes.received));
+      safely(() => tcpSent.inc(l, bytes.sent));
+    },
+    handshakeSuccess: (_destination, ms) => safely(() => tls.succeeded('outbound', ms)),
+    handshakeFailure(destination_service, check) {
+      safely(() => handshakes.inc({ destination_service, check }));
+      safely(() => tls.failed('outbound'));
+    },
     upstreamFailure: (destination_service, reason) => safely(() => failures.inc({ destination_service, reason })),
   };
 }

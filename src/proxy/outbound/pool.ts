@@ -13,10 +13,12 @@ import * as https from 'node:https';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
-import { dial, type DialPlan, type TlsOptionsCache } from './dial.ts';
+import { dial, observeHandshake, presentedId, type DialPlan, type TlsOptionsCache } from './dial.ts';
+import { handshakeObserver, type OutboundMetrics } from './metrics.ts';
 
 export type Transport =
-  | { readonly kind: 'h2'; readonly session: http2.ClientHttp2Session }
+  /** `peer`: the SPIFFE ID the server presented, null over plaintext. */
+  | { readonly kind: 'h2'; readonly session: http2.ClientHttp2Session; readonly peer: string | null }
   | { readonly kind: 'h1'; readonly agent: http.Agent; readonly tls: tls.ConnectionOptions | null };
 
 const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
@@ -24,15 +26,18 @@ const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
 export class ConnectionPool {
   readonly #tlsOptions: TlsOptionsCache;
   readonly #timeoutMs: number;
+  readonly #metrics: OutboundMetrics | undefined;
   readonly #sessions = new Map<string, Promise<Transport>>();
   readonly #agents = new Map<string, http.Agent>();
   readonly #live = new Set<http2.ClientHttp2Session>();
   readonly #ready = new Map<string, http2.ClientHttp2Session>();
   #draining = false;
 
-  constructor(tlsOptions: TlsOptionsCache, timeoutMs: number) {
+  /** `metrics` hears about every TLS handshake the pool makes. */
+  constructor(tlsOptions: TlsOptionsCache, timeoutMs: number, metrics?: OutboundMetrics) {
     this.#tlsOptions = tlsOptions;
     this.#timeoutMs = timeoutMs;
+    this.#metrics = metrics;
   }
 
   get(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<Transport> {
@@ -62,26 +67,41 @@ export class ConnectionPool {
   async #open(key: string, plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<Transport> {
     const authority = `${endpoint.host}:${endpoint.port}`;
     if (plan.kind === 'plaintext') {
-      if (upstream.protocol === 'http') return { kind: 'h1', agent: this.#agent(key), tls: null };
+      if (upstream.protocol === 'http') return { kind: 'h1', agent: this.#agent(key, upstream.host), tls: null };
       const socket = await dial(endpoint, null, this.#timeoutMs);
       return this.#session(key, `http://${authority}`, socket);
     }
     const options = this.#tlsOptions.get(plan, upstream, endpoint, HTTP_ALPN)!;
-    const socket = (await dial(endpoint, options, this.#timeoutMs)) as tls.TLSSocket;
+    const observer = this.#metrics === undefined ? undefined : handshakeObserver(this.#metrics, upstream.host);
+    const socket = (await dial(endpoint, options, this.#timeoutMs, observer)) as tls.TLSSocket;
     if (socket.alpnProtocol === 'h2') return this.#session(key, `https://${authority}`, socket);
     // The server speaks HTTP/1.1 only; the probe connection is not reused.
     socket.destroy();
     this.#sessions.delete(key);
-    return { kind: 'h1', agent: this.#agent(key), tls: this.#tlsOptions.get(plan, upstream, endpoint, ['http/1.1']) };
+    return { kind: 'h1', agent: this.#agent(key, upstream.host), tls: this.#tlsOptions.get(plan, upstream, endpoint, ['http/1.1']) };
   }
 
-  #agent(key: string): http.Agent {
+  #agent(key: string, host: string): http.Agent {
     let agent = this.#agents.get(key);
     if (agent === undefined) {
       const keepAlive = !this.#draining;
-      agent = key.startsWith('plaintext|') ? new http.Agent({ keepAlive }) : new https.Agent({ keepAlive });
+      agent = key.startsWith('plaintext|') ? new http.Agent({ keepAlive }) : this.#httpsAgent(keepAlive, host);
       this.#agents.set(key, agent);
     }
+    return agent;
+  }
+
+  /** An https agent whose handshakes are counted like the pool's own. */
+  #httpsAgent(keepAlive: boolean, host: string): https.Agent {
+    const agent = new https.Agent({ keepAlive });
+    const metrics = this.#metrics;
+    if (metrics === undefined) return agent;
+    const create = agent.createConnection.bind(agent) as (...args: unknown[]) => net.Socket;
+    (agent as unknown as { createConnection: (...args: unknown[]) => net.Socket }).createConnection = (...args) => {
+      const socket = create(...args);
+      observeHandshake(socket as tls.TLSSocket, handshakeObserver(metrics, host));
+      return socket;
+    };
     return agent;
   }
 
@@ -107,7 +127,7 @@ export class ConnectionPool {
     session.on('error', forget);
     session.on('goaway', forget);
     session.on('close', forget);
-    return { kind: 'h2', session };
+    return { kind: 'h2', session, peer: presentedId(socket) };
   }
 
   /** No new requests on this pool's connections; those in flight finish. */

@@ -24,6 +24,7 @@ import { Registry } from 'prom-client';
 import type { ProxyConfig } from '../../api/proxy-config.ts';
 import type { PolicyEngine } from '../../policy/engine.ts';
 import type { MtlsMaterial } from '../../identity/tls-options.ts';
+import type { Tracer } from '../tracing/tracer.ts';
 import { TlsOptionsCache } from './dial.ts';
 import { requestTarget } from './headers.ts';
 import { forwardH2Stream } from './h2-forward.ts';
@@ -40,6 +41,8 @@ export interface OutboundRouterOptions {
   readonly connectTimeoutMs?: number;
   /** Listen address; loopback, and only a test has reason to change it. */
   readonly host?: string;
+  /** The tracer in force, read per request; absent or null: trace headers pass through untouched. */
+  readonly tracer?: () => Tracer | null;
 }
 
 type ListenerKind = 'tcp' | 'http' | 'h2c' | 'proxy';
@@ -64,6 +67,7 @@ export class OutboundRouter {
   readonly metrics: OutboundMetrics;
   readonly registry: Registry;
   readonly #timeoutMs: number;
+  readonly #tracer: () => Tracer | null;
   readonly #host: string;
   #table: RouteTable;
   #tlsOptions: TlsOptionsCache;
@@ -78,6 +82,7 @@ export class OutboundRouter {
     this.metrics = createOutboundMetrics(this.registry);
     this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#host = options.host ?? '127.0.0.1';
+    this.#tracer = options.tracer ?? (() => null);
     this.#table = new RouteTable(config, engine);
     this.#tlsOptions = new TlsOptionsCache(material);
     this.#pool = this.#newPool();
@@ -149,7 +154,7 @@ export class OutboundRouter {
   }
 
   #newPool(): ConnectionPool {
-    const pool = new ConnectionPool(this.#tlsOptions, this.#timeoutMs);
+    const pool = new ConnectionPool(this.#tlsOptions, this.#timeoutMs, this.metrics);
     this.#pools.add(pool);
     return pool;
   }
@@ -167,7 +172,7 @@ export class OutboundRouter {
   }
 
   get #context(): ForwardContext {
-    return { pool: this.#pool, metrics: this.metrics, source: this.#source };
+    return { pool: this.#pool, metrics: this.metrics, source: this.#source, tracer: this.#tracer() };
   }
 
   async #reconcile(): Promise<void> {

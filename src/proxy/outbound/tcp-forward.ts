@@ -7,8 +7,8 @@
 
 import type * as net from 'node:net';
 import type { Route } from './route.ts';
-import { dial, UpstreamError, type TlsOptionsCache } from './dial.ts';
-import { connectionLabels, type OutboundMetrics, type Source } from './metrics.ts';
+import { dial, presentedId, UpstreamError, type TlsOptionsCache } from './dial.ts';
+import { connectionLabels, handshakeObserver, type OutboundMetrics, type Source } from './metrics.ts';
 
 const TCP_ALPN: readonly string[] = Object.freeze(['istio']);
 
@@ -26,8 +26,8 @@ export function forwardTcp(ctx: TcpContext, route: Route, app: net.Socket): void
   app.pause();
   app.on('error', () => app.destroy());
   const refuse = (err: UpstreamError): void => {
+    // A handshake that was attempted has been counted by dial().
     ctx.metrics.upstreamFailure(upstream.host, err.reason);
-    if (err.reason === 'handshake') ctx.metrics.handshakeFailure(upstream.host, err.check ?? 'tls-handshake');
     // A reset tells the app the connection failed; a FIN would look like an empty reply.
     app.resetAndDestroy();
   };
@@ -45,10 +45,11 @@ export function forwardTcp(ctx: TcpContext, route: Route, app: net.Socket): void
     options = ctx.tlsOptions().get(plan, upstream, picked.endpoint, TCP_ALPN);
   } catch (err) {
     picked.release();
+    ctx.metrics.handshakeFailure(upstream.host, 'tls-handshake');
     refuse(new UpstreamError('handshake', err instanceof Error ? err.message : String(err)));
     return;
   }
-  dial(picked.endpoint, options, ctx.timeoutMs).then(
+  dial(picked.endpoint, options, ctx.timeoutMs, handshakeObserver(ctx.metrics, upstream.host)).then(
     (remote) => {
       ctx.track(remote);
       if (app.destroyed) {
@@ -56,7 +57,14 @@ export function forwardTcp(ctx: TcpContext, route: Route, app: net.Socket): void
         picked.release();
         return;
       }
-      ctx.metrics.tcpOpened(connectionLabels(ctx.source, upstream, picked.endpoint, plan.security));
+      const labels = connectionLabels(ctx.source, upstream, picked.endpoint, plan.security, presentedId(remote));
+      ctx.metrics.tcpOpened(labels);
+      let open = 2;
+      const closed = (): void => {
+        if (--open === 0) ctx.metrics.tcpClosed(labels, { received: app.bytesRead, sent: app.bytesWritten });
+      };
+      remote.once('close', closed);
+      app.once('close', closed);
       remote.on('error', () => app.destroy());
       app.on('error', () => remote.destroy());
       // A clean close has already passed its end on through the pipe; only
