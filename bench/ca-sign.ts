@@ -45,6 +45,7 @@ import { createCertificate, checkCaIdentity } from '../src/identity/agent/ca-cli
 import { generateKeyAndCsr } from '../src/identity/agent/keys.ts';
 import { createMtlsServer, mtlsClientOptions, mtlsServerOptions, type MtlsMaterial } from '../src/identity/tls-options.ts';
 import { trustBundleFromPem } from '../src/identity/trust-bundle.ts';
+import { onPath } from './host.ts';
 
 const TD = 'bench.local';
 const CA_ID = `spiffe://${TD}/ns/meshward-system/sa/meshward-control`;
@@ -259,14 +260,6 @@ async function waitForPort(port: number, ms: number): Promise<void> {
   }
 }
 
-function onPath(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function issueWithAgents(keyType: WorkloadKeyType): Promise<{ server: AgentSnapshot; client: AgentSnapshot; stop: () => Promise<void> }> {
   const child = forkSelf(['ca-server', 'ec-p256']);

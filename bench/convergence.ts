@@ -230,7 +230,7 @@ async function startControlPlane(dir: string, pin: boolean, profDir: string | un
   const logFile = join(dir, 'controlplane.log');
   const fd = openSync(logFile, 'w');
   const nodeArgs = profDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
-  const cmd = [process.execPath, ...nodeArgs, join(REPO, 'bin/meshward.ts'), 'controlplane', '-f', join(dir, 'mesh.yaml'), '--state-dir', join(dir, 'state')];
+  const cmd = [process.execPath, ...nodeArgs, join(REPO, 'bin/meshward.js'), 'controlplane', '-f', join(dir, 'mesh.yaml'), '--state-dir', join(dir, 'state')];
   const child = pin ? spawn('taskset', ['-c', '1', ...cmd], { stdio: ['ignore', fd, fd] }) : spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   running.add(child);

@@ -8,6 +8,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../identity/ca/state.ts';
 import type { CaAdminStatus } from '../control/ca-server/index.ts';
+import { processAlive } from '../lib/process.ts';
 
 export const SERVER_FILE = 'server.json';
 const SERVER_FILE_MODE = 0o600;
@@ -55,14 +56,6 @@ async function readServerFile(stateDir: string): Promise<ServerFile | null> {
   return ok ? (f as ServerFile) : null;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface AdminReply {
   status: number;
@@ -93,7 +86,7 @@ export async function callAdmin(file: ServerFile, method: 'GET' | 'POST', path: 
 /** The CA server running on `stateDir`, if server.json names a live process whose admin endpoint answers. */
 export async function findLiveServer(stateDir: string): Promise<LiveServer | null> {
   const file = await readServerFile(stateDir);
-  if (!file || !alive(file.pid)) return null;
+  if (!file || !processAlive(file.pid)) return null;
   try {
     const reply = await callAdmin(file, 'GET', '/status');
     if (reply.status !== 200 || typeof reply.body !== 'object' || reply.body === null) return null;

@@ -11,7 +11,7 @@ import { dirname, resolve } from 'node:path';
 import { formatDiagnostic } from '../api/diagnostics.ts';
 import type { ProxyConfig } from '../api/proxy-config.ts';
 import { loadProxyConfig } from '../api/proxy-config-schema.ts';
-import { WorkloadAgent } from '../identity/agent/index.ts';
+import type { WorkloadAgent } from '../identity/agent/index.ts';
 import { ProxyConfigError, WorkloadProxy } from '../proxy/proxy.ts';
 import { EXIT_OK, EXIT_USAGE } from './io.ts';
 import { untilSignal } from './signals.ts';
@@ -53,6 +53,9 @@ export async function runProxy(opts: { config: string }): Promise<number> {
   try {
     const ca = config.identity?.ca;
     if (ca !== undefined) {
+      // Loaded only here: the agent brings gRPC and the X.509 library, which a
+      // proxy with certificate files never needs (tens of MiB of RSS).
+      const { WorkloadAgent } = await import('../identity/agent/index.ts');
       const w = config.workload;
       agent = new WorkloadAgent({
         spiffeId: `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,

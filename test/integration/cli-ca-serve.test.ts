@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { WorkloadAgent } from '../../src/identity/agent/index.ts';
 
-const BIN = resolve(import.meta.dirname, '../../bin/meshward.ts');
+const BIN = resolve(import.meta.dirname, '../../bin/meshward.js');
 const TD = 'example.org';
 const WORKLOAD = `spiffe://${TD}/ns/shop/sa/checkout`;
 

@@ -7,23 +7,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MESHWARD_BIN, runMeshward } from '../support/cli.ts';
+import { freePort } from '../support/http.ts';
 import { createLeaf, createRootCa } from '../support/pki.ts';
 
 const POLICIES = resolve(import.meta.dirname, '../../examples/authz/policies/payment.yaml');
 const PAYMENT = 'spiffe://cluster.local/ns/production/sa/payment-service';
-
-/** A port that was free a moment ago (the CLI binds the ports its config names). */
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function baseConfig(adminPort: number, inboundPort: number): Record<string, unknown> {
   return {

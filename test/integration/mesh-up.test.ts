@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const SHOP = join(REPO, 'examples/shop');
-const BIN = join(REPO, 'bin/meshward.ts');
+const BIN = join(REPO, 'bin/meshward.js');
 const GATEWAY = 'https://localhost:8443';
 const REPORTING_TO_PAYMENT = 'http://127.0.0.1:19041';
 const ORDER_TO_PAYMENT = 'http://127.0.0.1:19011';

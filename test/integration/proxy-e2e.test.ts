@@ -13,60 +13,27 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import type { ProxyConfig } from '../../src/api/proxy-config.ts';
 import type { MtlsMaterial } from '../../src/identity/tls-options.ts';
-import { trustBundleFromPem, type TrustBundle } from '../../src/identity/trust-bundle.ts';
+import type { TrustBundle } from '../../src/identity/trust-bundle.ts';
 import type { AccessLogEntry } from '../../src/proxy/access-log.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
+import { get as httpGet, type Reply } from '../support/http.ts';
 import { createLeaf, createRootCa, type TestCa } from '../support/pki.ts';
+import { bundleOf, proxyConfig, upstreamTo } from '../support/proxy.ts';
 
 const TD = 'cluster.local';
 const NS = 'production';
 const id = (sa: string): string => `spiffe://${TD}/ns/${NS}/sa/${sa}`;
 const POLICIES = resolve(import.meta.dirname, '../../examples/authz/policies/payment.yaml');
-const PAYMENT_HOST = `payment-service.${NS}.svc.cluster.local`;
 
-interface Reply {
-  readonly status: number;
-  readonly body: string;
-}
-
-/** One HTTP/1.1 request on a fresh connection; `path` may be an absolute URL (HTTP proxy form). */
-function get(port: number, path: string, host = 'payment-service'): Promise<Reply> {
-  return new Promise((resolvePromise, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, headers: { host }, agent: false });
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** GET as the order app sends it, addressed to payment-service; `path` may be an absolute URL (HTTP proxy form). */
+const get = (port: number, path: string, host = 'payment-service'): Promise<Reply> => httpGet(port, path, { headers: { host } });
 
 function workloadConfig(sa: string, inbound: ProxyConfig['inbound'], paymentPort: number): ProxyConfig {
-  return {
-    version: 1,
-    workload: { name: sa, namespace: NS, serviceAccount: sa, labels: { app: sa }, trustDomain: TD },
+  return proxyConfig(sa, NS, inbound, paymentPort === 0 ? [] : [upstreamTo('payment-service', NS, paymentPort, [id('payment-service')])], {
     identity: { files: { keyFile: '/unused/key.pem', certChainFile: '/unused/chain.pem', bundleFile: '/unused/bundle.pem' } },
-    inbound,
-    outbound:
-      paymentPort === 0
-        ? []
-        : [
-            {
-              name: 'payment-service',
-              host: PAYMENT_HOST,
-              servicePort: 8080,
-              protocol: 'http',
-              localPort: 19001,
-              endpoints: [{ host: '127.0.0.1', port: paymentPort, identities: [id('payment-service')] }],
-            },
-          ],
     httpProxyPort: 15080,
-    adminPort: 15000,
     policyPaths: [POLICIES],
-  };
+  });
 }
 
 describe('two proxies, mTLS between them', { timeout: 10_000 }, () => {
@@ -101,9 +68,7 @@ describe('two proxies, mTLS between them', { timeout: 10_000 }, () => {
 
   before(async () => {
     root = await createRootCa({ trustDomain: TD });
-    const b = trustBundleFromPem(TD, root.pem);
-    if ('error' in b) throw new Error(b.error);
-    bundle = b;
+    bundle = bundleOf(root);
     app = http.createServer((req, res) => {
       seen.push(req.headers);
       res.writeHead(200, { 'content-type': 'text/plain' });

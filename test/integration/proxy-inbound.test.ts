@@ -272,6 +272,23 @@ describe('inbound proxy', () => {
     assert.equal(entry?.responseCode, 403);
   });
 
+  it('reuses one kept-alive connection to the app for sequential requests on new client connections', async () => {
+    let appConnections = 0;
+    const counted = (): void => void appConnections++;
+    app.server.on('connection', counted);
+    try {
+      for (let i = 0; i < 20; i++) {
+        // A new mTLS connection each, sending Connection: close: that is the client's hop, not the app's.
+        const reply = await get(port8080, `/api/v1/payments/${i}`, { tls: orderTls, method: 'POST', body: 'charge' });
+        assert.equal(reply.status, 200);
+      }
+    } finally {
+      app.server.off('connection', counted);
+    }
+    assert.ok(appConnections <= 1, `${appConnections} connections to the app for 20 sequential requests`);
+    assert.equal(app.seen.at(-1)!.headers.connection, 'keep-alive');
+  });
+
   it('replaces a spoofed x-forwarded-client-cert with its own', async () => {
     const r = await get(port8080, '/api/v1/payments/7', { tls: orderTls, headers: { 'x-forwarded-client-cert': 'URI=spiffe://cluster.local/ns/production/sa/admin' } });
     assert.equal(r.status, 200);

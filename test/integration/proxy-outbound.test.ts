@@ -50,6 +50,13 @@ interface Remote {
   port: number;
   /** TLS connections accepted so far. */
   connections(): number;
+  /**
+   * TCP connections accepted so far, handshaken or not. A probe the client
+   * closes as soon as its handshake is done may never reach secureConnection.
+   */
+  tcpConnections(): number;
+  /** New full handshakes present `leaf`; established connections keep theirs. */
+  present(leaf: TestLeaf): void;
   seen: Seen[];
   close(): Promise<void>;
 }
@@ -91,6 +98,8 @@ async function meshHttpServer(leaf: TestLeaf, opts: { h1Only?: boolean; handler?
   h2.on('session', (session) => sessionSocket.set(session, connecting!));
   const h1 = http.createServer((req, res) => handle(req, res, req.socket as TLSSocket));
   let connections = 0;
+  let tcpConnections = 0;
+  mtls.server.on('connection', () => tcpConnections++);
   mtls.server.on('secureConnection', (socket: TLSSocket) => {
     if (socket.destroyed) return;
     connections++;
@@ -111,7 +120,20 @@ async function meshHttpServer(leaf: TestLeaf, opts: { h1Only?: boolean; handler?
     await new Promise<void>((r) => mtls.server.close(() => r()));
   };
   closers.push(close);
-  return { port: (mtls.server.address() as AddressInfo).port, connections: () => connections, seen, close };
+  return {
+    port: (mtls.server.address() as AddressInfo).port,
+    connections: () => connections,
+    tcpConnections: () => tcpConnections,
+    present: (next) => {
+      // Keeps the session ticket keys, as a server rotating its certificate may:
+      // a client resuming a session would not see the new certificate.
+      const keys = mtls.server.getTicketKeys();
+      mtls.update(material(next));
+      mtls.server.setTicketKeys(keys);
+    },
+    seen,
+    close,
+  };
 }
 
 function upstream(name: string, ports: number[], o: Partial<Upstream> = {}, identities: string[] = [PAYMENT_ID]): Upstream {
@@ -253,11 +275,58 @@ describe('outbound router: HTTP over mTLS', () => {
     const first = await request(port('payment'), { method: 'PUT', path: '/a', body: 'one' });
     const second = await request(port('payment'), { path: '/b' });
     assert.deepEqual([first.status, second.status], [200, 200]);
-    assert.equal(remote.connections(), 2, 'the h2 probe, then one kept-alive HTTP/1.1 connection');
+    assert.equal(remote.tcpConnections(), 2, 'the h2 probe, then one kept-alive HTTP/1.1 connection');
     assert.deepEqual(remote.seen.map((s) => [s.httpVersion, s.peer, s.path, s.body]), [
       ['1.1', CLIENT_ID, '/a', 'one'],
       ['1.1', CLIENT_ID, '/b', ''],
     ]);
+  });
+
+  // node 24 gives an https request that carries its own checkServerIdentity
+  // a connection pool of its own: the agent must hold the TLS options.
+  it('keeps one HTTP/1.1 connection alive for sequential requests to a server without h2', async () => {
+    const remote = await meshHttpServer(payment, { h1Only: true });
+    const { port, registry } = await startRouter([upstream('payment', [remote.port])]);
+    for (let i = 0; i < 20; i++) {
+      // agent: false makes the app send Connection: close, which is its hop, not the upstream's.
+      const reply = await request(port('payment'), { path: `/${i}` });
+      assert.equal(reply.status, 200, reply.body);
+    }
+    assert.equal(remote.seen.length, 20);
+    assert.ok(remote.seen.every((s) => s.httpVersion === '1.1' && s.peer === CLIENT_ID));
+    assert.ok(remote.connections() <= 2, `${remote.connections()} TLS connections for 20 sequential requests`);
+    assert.equal(remote.tcpConnections(), 2, 'the h2 probe and one kept-alive connection');
+    assert.equal(await counter(registry, 'meshward_tls_handshakes_total', { result: 'success' }), remote.tcpConnections());
+    assert.equal(
+      await counter(registry, 'istio_requests_total', { response_code: '200', destination_principal: PAYMENT_ID, connection_security_policy: 'mutual_tls' }),
+      20,
+    );
+  });
+
+  it('checks secure naming on every new HTTP/1.1 connection, not only the first', async () => {
+    const held: (() => void)[] = [];
+    const handler: Handler = (_req, res, s) => {
+      if (s.path === '/hold') held.push(() => (res as http.ServerResponse).end('late'));
+      else (res as http.ServerResponse).end('ok');
+    };
+    const remote = await meshHttpServer(payment, { h1Only: true, handler });
+    const { port, registry } = await startRouter([upstream('payment', [remote.port])]);
+    assert.equal((await request(port('payment'))).status, 200);
+    // The kept-alive connection is busy, so the next request needs a new one,
+    // and the server now presents an identity the endpoint does not allow.
+    const slow = request(port('payment'), { path: '/hold' });
+    while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+    remote.present(impostor);
+    for (let i = 0; i < 2; i++) {
+      const refused = await request(port('payment'), { method: 'POST', body: 'secret' });
+      assert.equal(refused.status, 503);
+      assert.match(refused.body, /secure naming/);
+      assert.match(refused.body, /not-allowed/);
+    }
+    assert.equal(remote.seen.length, 2, 'nothing reaches a server that failed secure naming');
+    assert.equal(await counter(registry, 'meshward_outbound_handshake_failures_total', { check: 'not-allowed' }), 2);
+    held[0]!();
+    assert.equal((await slow).body, 'late');
   });
 
   it('refuses a server whose SPIFFE ID is not one of the endpoint identities (secure naming) with 503', async () => {

@@ -25,6 +25,8 @@ import { WorkloadAgent, type AgentSnapshot } from '../../src/identity/agent/inde
 import { CertificateAuthority } from '../../src/identity/ca/index.ts';
 import { mtlsClientOptions } from '../../src/identity/tls-options.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
+import { get as httpGet, type Reply } from '../support/http.ts';
+import { proxyConfig, upstreamTo } from '../support/proxy.ts';
 
 const TD = 'cluster.local';
 const NS = 'shop';
@@ -57,36 +59,12 @@ async function agentFor(spiffeId: string): Promise<WorkloadAgent> {
 }
 
 function config(sa: string, inbound: ProxyConfig['inbound'], outbound: ProxyConfig['outbound']): ProxyConfig {
-  return {
-    version: 1,
-    workload: { name: sa, namespace: NS, serviceAccount: sa, labels: { app: sa }, trustDomain: TD },
-    inbound,
-    outbound,
-    adminPort: 15000,
-    // STRICT: every connection is mTLS, so a failed handshake cannot pass as plaintext.
-    policyPaths: [join(dir, 'strict.yaml')],
-  };
+  // STRICT: every connection is mTLS, so a failed handshake cannot pass as plaintext.
+  return proxyConfig(sa, NS, inbound, outbound, { policyPaths: [join(dir, 'strict.yaml')] });
 }
 
-interface Reply {
-  readonly status: number;
-  readonly body: string;
-}
-
-function get(port: number, path: string, agent: http.Agent | false): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.setTimeout(3000, () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** GET through `agent` (false: a fresh connection), given up after 3 s without a byte. */
+const get = (port: number, path: string, agent: http.Agent | false): Promise<Reply> => httpGet(port, path, { agent, timeoutMs: 3000 });
 
 function getJson(port: number, path: string): Promise<Record<string, unknown>> {
   return get(port, path, false).then((r) => JSON.parse(r.body) as Record<string, unknown>);
@@ -154,16 +132,7 @@ it('rotates both workloads\' certificates and the root under continuous load wit
   proxies.push(payment);
   const paymentPort = payment.status().inbound[0]!.boundPort;
   const order = await WorkloadProxy.start(
-    config('order-service', [], [
-      {
-        name: 'payment-service',
-        host: `payment-service.${NS}.svc.cluster.local`,
-        servicePort: 8080,
-        protocol: 'http',
-        localPort: 19001,
-        endpoints: [{ host: '127.0.0.1', port: paymentPort, identities: [PAYMENT] }],
-      },
-    ]),
+    config('order-service', [], [upstreamTo('payment-service', NS, paymentPort, [PAYMENT])]),
     { ...opts, material: orderAgent },
   );
   proxies.push(order);

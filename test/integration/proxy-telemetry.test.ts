@@ -14,11 +14,13 @@ import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { ProxyConfig, Upstream } from '../../src/api/proxy-config.ts';
 import { createMtlsServer, type MtlsMaterial } from '../../src/identity/tls-options.ts';
-import { trustBundleFromPem, type TrustBundle } from '../../src/identity/trust-bundle.ts';
+import type { TrustBundle } from '../../src/identity/trust-bundle.ts';
 import { OutboundRouter } from '../../src/proxy/outbound/index.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
 import { engineFrom } from '../support/engine.ts';
+import { get } from '../support/http.ts';
 import { createLeaf, createRootCa, type TestCa, type TestLeaf } from '../support/pki.ts';
+import { bundleOf, proxyConfig, upstreamTo } from '../support/proxy.ts';
 
 const TD = 'cluster.local';
 const NS = 'production';
@@ -52,21 +54,8 @@ function sum(samples: readonly Sample[], name: string, labels: Record<string, st
     .reduce((total, s) => total + s.value, 0);
 }
 
-function getText(port: number, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
-
 async function stats(proxy: WorkloadProxy): Promise<Sample[]> {
-  return parse(await getText(proxy.status().adminPort, '/stats/prometheus'));
+  return parse((await get(proxy.status().adminPort, '/stats/prometheus')).body);
 }
 
 /** Polls the admin API until `check` holds: the proxies count as connections close, a moment after the caller has its reply. */
@@ -81,19 +70,6 @@ async function eventually(proxy: WorkloadProxy, check: (s: Sample[]) => boolean,
 }
 
 // --- traffic ----------------------------------------------------------------
-
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** Sends `text` on a TCP connection, half-closes, and returns everything that came back. */
 async function tcpRoundTrip(port: number, text: string): Promise<string> {
@@ -135,34 +111,17 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
     return listen(mtls.server);
   }
 
-  function config(sa: string, inbound: ProxyConfig['inbound'], outbound: Upstream[]): ProxyConfig {
-    return {
-      version: 1,
-      workload: { name: sa, namespace: NS, serviceAccount: sa, labels: { app: sa }, trustDomain: TD },
-      inbound,
-      outbound,
-      adminPort: 15000,
-      policyPaths: [],
-    };
-  }
+  const config = (sa: string, inbound: ProxyConfig['inbound'], outbound: Upstream[]): ProxyConfig => proxyConfig(sa, NS, inbound, outbound);
 
   let nextLocal = 0;
-  const upstream = (name: string, protocol: Upstream['protocol'], port: number, identities = [id('payment-service')]): Upstream => ({
-    name,
-    host: host(name),
-    servicePort: 8080,
-    protocol,
-    localPort: 19000 + nextLocal++,
-    endpoints: [{ host: '127.0.0.1', port, identities }],
-  });
+  const upstream = (name: string, protocol: Upstream['protocol'], port: number, identities = [id('payment-service')]): Upstream =>
+    upstreamTo(name, NS, port, identities, { protocol, localPort: 19000 + nextLocal++ });
 
   const localPort = (name: string): number => order.status().outbound.find((u) => u.name === name)!.boundPort;
 
   before(async () => {
     root = await createRootCa({ trustDomain: TD });
-    const b = trustBundleFromPem(TD, root.pem);
-    if ('error' in b) throw new Error(b.error);
-    bundle = b;
+    bundle = bundleOf(root);
 
     const app = http.createServer((req, res) => {
       req.resume();
@@ -198,8 +157,7 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
     });
     const otherRoot = await createRootCa({ trustDomain: TD });
     const stranger = await createLeaf(otherRoot, { uris: [id('payment-service')] });
-    const strangerBundle = trustBundleFromPem(TD, otherRoot.pem);
-    if ('error' in strangerBundle) throw new Error(strangerBundle.error);
+    const strangerBundle = bundleOf(otherRoot);
     const refused = net.createServer();
     const deadPort = await listen(refused);
     refused.close();

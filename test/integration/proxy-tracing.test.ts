@@ -14,10 +14,12 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import type { ProxyConfig } from '../../src/api/proxy-config.ts';
 import type { MtlsMaterial } from '../../src/identity/tls-options.ts';
-import { trustBundleFromPem, type TrustBundle } from '../../src/identity/trust-bundle.ts';
+import type { TrustBundle } from '../../src/identity/trust-bundle.ts';
 import type { AccessLogEntry } from '../../src/proxy/access-log.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
+import { get as httpGet, type Reply } from '../support/http.ts';
 import { createLeaf, createRootCa, type TestCa } from '../support/pki.ts';
+import { bundleOf, proxyConfig, upstreamTo } from '../support/proxy.ts';
 
 const TD = 'cluster.local';
 const NS = 'production';
@@ -75,20 +77,8 @@ async function startReceiver(): Promise<{ server: http.Server; url: string; span
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`, spans, posts };
 }
 
-/** One HTTP/1.1 request on a fresh connection. */
-function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, headers: { host: 'payment-service', ...headers }, agent: false });
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** GET as the order app sends it, addressed to payment-service, with `headers` added. */
+const get = (port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> => httpGet(port, path, { headers: { host: 'payment-service', ...headers } });
 
 describe('tracing across two proxies', { timeout: 20_000 }, () => {
   let root: TestCa;
@@ -102,27 +92,10 @@ describe('tracing across two proxies', { timeout: 20_000 }, () => {
   let reporting: WorkloadProxy;
 
   function config(sa: string, inbound: ProxyConfig['inbound'], paymentPort: number): ProxyConfig {
-    return {
-      version: 1,
-      workload: { name: sa, namespace: NS, serviceAccount: sa, labels: { app: sa }, trustDomain: TD },
-      inbound,
-      outbound:
-        paymentPort === 0
-          ? []
-          : [
-              {
-                name: 'payment-service',
-                host: PAYMENT_HOST,
-                servicePort: 8080,
-                protocol: 'http',
-                localPort: 19001,
-                endpoints: [{ host: '127.0.0.1', port: paymentPort, identities: [id('payment-service')] }],
-              },
-            ],
-      adminPort: 15000,
+    return proxyConfig(sa, NS, inbound, paymentPort === 0 ? [] : [upstreamTo('payment-service', NS, paymentPort, [id('payment-service')])], {
       policyPaths: [POLICIES],
       tracing: { otlpEndpoint: receiver.url, sampling: 100 },
-    };
+    });
   }
 
   async function startProxy(sa: string, inbound: ProxyConfig['inbound'], paymentPort: number): Promise<WorkloadProxy> {
@@ -155,9 +128,7 @@ describe('tracing across two proxies', { timeout: 20_000 }, () => {
   before(async () => {
     receiver = await startReceiver();
     root = await createRootCa({ trustDomain: TD });
-    const b = trustBundleFromPem(TD, root.pem);
-    if ('error' in b) throw new Error(b.error);
-    bundle = b;
+    bundle = bundleOf(root);
     app = http.createServer((req, res) => {
       seen.push(req.headers);
       res.writeHead(req.url?.endsWith('/fail') ? 503 : 200, { 'content-type': 'text/plain' });
@@ -314,8 +285,7 @@ describe('tracing across two proxies', { timeout: 20_000 }, () => {
 describe('tracing without an endpoint', { timeout: 10_000 }, () => {
   it('propagates headers and keeps no spans; without `tracing` headers pass untouched', async () => {
     const root = await createRootCa({ trustDomain: TD });
-    const b = trustBundleFromPem(TD, root.pem);
-    if ('error' in b) throw new Error(b.error);
+    const b = bundleOf(root);
     const seen: http.IncomingHttpHeaders[] = [];
     const app = http.createServer((req, res) => {
       seen.push(req.headers);
@@ -324,15 +294,7 @@ describe('tracing without an endpoint', { timeout: 10_000 }, () => {
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     const leaf = await createLeaf(root, { uris: [id('payment-service')] });
-    const base: ProxyConfig = {
-      version: 1,
-      workload: { name: 'payment-service', namespace: NS, serviceAccount: 'payment-service', labels: { app: 'payment-service' }, trustDomain: TD },
-      inbound: [{ port: 9090, protocol: 'http', appPort: (app.address() as AddressInfo).port }],
-      outbound: [],
-      adminPort: 15000,
-      policyPaths: [],
-      meshConfig: {},
-    };
+    const base = proxyConfig('payment-service', NS, [{ port: 9090, protocol: 'http', appPort: (app.address() as AddressInfo).port }], [], { meshConfig: {} });
     const proxy = await WorkloadProxy.start(
       { ...base, tracing: { sampling: 100 } },
       { material: { key: leaf.key, chain: leaf.chain, bundle: b }, bindPort: () => 0, accessLog: () => undefined, drainMs: 100 },
@@ -362,8 +324,7 @@ describe('tracing HTTP/2 hops (h2c local port, http2 inbound port)', { timeout: 
   it('continues the trace through both proxies', async () => {
     const receiver = await startReceiver();
     const root = await createRootCa({ trustDomain: TD });
-    const b = trustBundleFromPem(TD, root.pem);
-    if ('error' in b) throw new Error(b.error);
+    const b = bundleOf(root);
     const seen: http2.IncomingHttpHeaders[] = [];
     const app = http2.createServer();
     app.on('stream', (stream, headers) => {
@@ -377,15 +338,7 @@ describe('tracing HTTP/2 hops (h2c local port, http2 inbound port)', { timeout: 
     const start = async (sa: string, inbound: ProxyConfig['inbound'], outbound: ProxyConfig['outbound']): Promise<WorkloadProxy> => {
       const leaf = await createLeaf(root, { uris: [id(sa)] });
       const proxy = await WorkloadProxy.start(
-        {
-          version: 1,
-          workload: { name: sa, namespace: NS, serviceAccount: sa, labels: { app: sa }, trustDomain: TD },
-          inbound,
-          outbound,
-          adminPort: 15000,
-          policyPaths: [POLICIES],
-          tracing: { otlpEndpoint: receiver.url, sampling: 100 },
-        },
+        proxyConfig(sa, NS, inbound, outbound, { policyPaths: [POLICIES], tracing: { otlpEndpoint: receiver.url, sampling: 100 } }),
         { material: { key: leaf.key, chain: leaf.chain, bundle: b }, bindPort: () => 0, accessLog: () => undefined, drainMs: 100 },
       );
       proxies.push(proxy);
@@ -395,14 +348,7 @@ describe('tracing HTTP/2 hops (h2c local port, http2 inbound port)', { timeout: 
     try {
       const payment = await start('payment-service', [{ port: 8080, protocol: 'http2', appPort: (app.address() as AddressInfo).port }], []);
       const order = await start('order-service', [], [
-        {
-          name: 'payment-service',
-          host: PAYMENT_HOST,
-          servicePort: 8080,
-          protocol: 'http2',
-          localPort: 19002,
-          endpoints: [{ host: '127.0.0.1', port: payment.status().inbound[0]!.boundPort, identities: [id('payment-service')] }],
-        },
+        upstreamTo('payment-service', NS, payment.status().inbound[0]!.boundPort, [id('payment-service')], { protocol: 'http2', localPort: 19002 }),
       ]);
       const trace = '66666666666666666666666666666666';
       client = http2.connect(`http://127.0.0.1:${order.status().outbound[0]!.boundPort}`);

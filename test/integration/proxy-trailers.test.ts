@@ -13,41 +13,21 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ProxyConfig } from '../../src/api/proxy-config.ts';
 import { createMtlsServer, type MtlsMaterial } from '../../src/identity/tls-options.ts';
-import { trustBundleFromPem, type TrustBundle } from '../../src/identity/trust-bundle.ts';
+import type { TrustBundle } from '../../src/identity/trust-bundle.ts';
 import { OutboundRouter } from '../../src/proxy/outbound/index.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
 import { engineFrom } from '../support/engine.ts';
+import { request, type FullReply } from '../support/http.ts';
 import { createLeaf, createRootCa, type TestCa } from '../support/pki.ts';
+import { bundleOf, proxyConfig, upstreamTo } from '../support/proxy.ts';
 
 const TD = 'cluster.local';
 const NS = 'production';
 const id = (sa: string): string => `spiffe://${TD}/ns/${NS}/sa/${sa}`;
 
-interface Reply {
-  readonly status: number;
-  readonly headers: http.IncomingHttpHeaders;
-  readonly body: string;
-  readonly trailers: NodeJS.Dict<string>;
-}
-
-/** One HTTP/1.1 request; with `trailers`, a chunked body ending in them. */
-function call(port: number, o: { path: string; headers?: http.OutgoingHttpHeaders; body?: string; trailers?: Record<string, string> }): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method: o.body === undefined ? 'GET' : 'POST', path: o.path, headers: o.headers, agent: false },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, trailers: res.trailers }));
-      },
-    );
-    req.on('error', reject);
-    if (o.body !== undefined) req.write(o.body);
-    if (o.trailers !== undefined) req.addTrailers(o.trailers);
-    req.end();
-  });
-}
+/** GET, or POST when there is a body (sent chunked, then `trailers` if given). */
+const call = (port: number, { path, ...o }: { path: string; headers?: http.OutgoingHttpHeaders; body?: string; trailers?: Record<string, string> }): Promise<FullReply> =>
+  request(port, path, { ...o, method: o.body === undefined ? 'GET' : 'POST' });
 
 /** The app: echoes the body with a checksum trailer, and reports the request trailers it got. */
 function trailerApp(): http.RequestListener {
@@ -75,25 +55,14 @@ describe('HTTP/1.1 trailers through two proxies', { timeout: 10_000 }, () => {
     return { key: leaf.key, chain: leaf.chain, bundle };
   };
 
-  function config(sa: string, inbound: ProxyConfig['inbound'], outbound: ProxyConfig['outbound']): ProxyConfig {
-    return {
-      version: 1,
-      workload: { name: sa, namespace: NS, serviceAccount: sa, labels: { app: sa }, trustDomain: TD },
-      inbound,
-      outbound,
-      httpProxyPort: 15080,
-      adminPort: 15000,
-      policyPaths: [],
-    };
-  }
+  const config = (sa: string, inbound: ProxyConfig['inbound'], outbound: ProxyConfig['outbound']): ProxyConfig =>
+    proxyConfig(sa, NS, inbound, outbound, { httpProxyPort: 15080 });
 
   const localPort = (): number => order.status().outbound[0]!.boundPort;
 
   before(async () => {
     root = await createRootCa({ trustDomain: TD });
-    const b = trustBundleFromPem(TD, root.pem);
-    if ('error' in b) throw new Error(b.error);
-    bundle = b;
+    bundle = bundleOf(root);
     const app = http.createServer(trailerApp());
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
@@ -108,16 +77,7 @@ describe('HTTP/1.1 trailers through two proxies', { timeout: 10_000 }, () => {
     });
     closers.push(() => payment.stop());
     order = await WorkloadProxy.start(
-      config('order-service', [], [
-        {
-          name: 'payment-service',
-          host: `payment-service.${NS}.svc.cluster.local`,
-          servicePort: 8080,
-          protocol: 'http',
-          localPort: 19001,
-          endpoints: [{ host: '127.0.0.1', port: payment.status().inbound[0]!.boundPort, identities: [id('payment-service')] }],
-        },
-      ]),
+      config('order-service', [], [upstreamTo('payment-service', NS, payment.status().inbound[0]!.boundPort, [id('payment-service')])]),
       { ...opts, material: await materialFor('order-service') },
     );
     closers.push(() => order.stop());
@@ -166,14 +126,7 @@ describe('HTTP/1.1 trailers through two proxies', { timeout: 10_000 }, () => {
       h1.closeAllConnections();
       mtls.server.close();
     });
-    const upstream = {
-      name: 'legacy',
-      host: `legacy.${NS}.svc.cluster.local`,
-      servicePort: 8080,
-      protocol: 'http' as const,
-      localPort: 0,
-      endpoints: [{ host: '127.0.0.1', port: (mtls.server.address() as AddressInfo).port, identities: [id('payment-service')] }],
-    };
+    const upstream = upstreamTo('legacy', NS, (mtls.server.address() as AddressInfo).port, [id('payment-service')], { localPort: 0 });
     const router = new OutboundRouter(config('order-service', [], [upstream]), engineFrom(''), await materialFor('order-service'));
     await router.start();
     closers.push(() => router.stop());

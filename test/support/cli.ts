@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
-export const MESHWARD_BIN = resolve(import.meta.dirname, '../../bin/meshward.ts');
+export const MESHWARD_BIN = resolve(import.meta.dirname, '../../bin/meshward.js');
 
 export interface CliRun {
   readonly code: number | null;

@@ -21,6 +21,7 @@ import { untilSignal } from '../signals.ts';
 import { collectMeshStatus, renderMeshStatus } from './mesh-status.ts';
 import { formatForTerminal, isAccessLogLine, rateLimitedRequests } from './show.ts';
 import { Supervisor, type ChildSpec, type Supervised } from './supervisor.ts';
+import { processAlive } from '../../lib/process.ts';
 
 export interface UpOptions {
   filename: string;
@@ -39,22 +40,14 @@ export interface UpFile {
   startedAt: string;
 }
 
-const BIN = resolve(import.meta.dirname, '../../../bin/meshward.ts');
+const BIN = resolve(import.meta.dirname, '../../../bin/meshward.js');
 export const upFilePath = (stateDir: string): string => join(resolve(stateDir), 'up.json');
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export function readUpFile(stateDir: string): UpFile | undefined {
   try {
     const f = JSON.parse(readFileSync(upFilePath(stateDir), 'utf8')) as UpFile;
-    return Number.isSafeInteger(f.pid) && alive(f.pid) ? f : undefined;
+    return Number.isSafeInteger(f.pid) && processAlive(f.pid) ? f : undefined;
   } catch {
     return undefined;
   }

@@ -11,8 +11,7 @@
 
 const SHOWN_EVENTS = new Set(['controlplane-started', 'policy-applied', 'policy-rejected', 'config-nack', 'config-refused', 'proxy-started']);
 
-function short(principal: unknown): string {
-  if (typeof principal !== 'string') return 'no peer identity';
+function short(principal: string): string {
   const m = /\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(principal);
   return m ? `${m[2]}.${m[1]}` : principal;
 }
@@ -58,7 +57,9 @@ export function formatForTerminal(name: string, line: string): string | undefine
   if ('responseCode' in e && 'decision' in e) {
     const what = e['method'] !== undefined ? `${String(e['method'])} ${String(e['path'])}` : `tcp :${String(e['port'])}`;
     const verdict = e['decision'] === 'DENY' ? `DENIED (${String(e['stage'] ?? '')}${e['policy'] ? ` ${String(e['policy'])}` : ''})` : String(e['decision']);
-    return `[${String(e['workload'])}] ${what} from ${short(e['principal'])} → ${String(e['responseCode'])} ${verdict}`;
+    // A gateway's callers have no mesh identity; their JWT's subject says who they are.
+    const who = typeof e['principal'] === 'string' ? short(e['principal']) : typeof e['requestPrincipal'] === 'string' ? `token ${e['requestPrincipal']}` : 'no identity';
+    return `[${String(e['workload'])}] ${what} from ${who} → ${String(e['responseCode'])} ${verdict}`;
   }
   const level = String(e['level'] ?? 'info');
   const event = String(e['event'] ?? '');

@@ -7,6 +7,7 @@
 // labels gives Istio's series.
 
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { metricOnce } from '../../lib/metrics.ts';
 
 export interface CaServerMetrics {
   /**
@@ -27,14 +28,10 @@ export interface GaugeSources {
 
 const liveSources = new WeakMap<Registry, GaugeSources>();
 
-/** Gets or creates a metric, so two servers in one process (tests, restarts) can share a registry. */
-function reuse<T>(registry: Registry, name: string, create: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
-}
 
 export function createCaServerMetrics(registry: Registry, sources: GaugeSources): CaServerMetrics {
   const registers = [registry];
-  const authn = reuse(
+  const authn = metricOnce(
     registry,
     'citadel_server_authentication_failure_count',
     () =>
@@ -45,7 +42,7 @@ export function createCaServerMetrics(registry: Registry, sources: GaugeSources)
         registers,
       }),
   );
-  const responses = reuse(
+  const responses = metricOnce(
     registry,
     'meshward_ca_server_responses_total',
     () =>
@@ -56,7 +53,7 @@ export function createCaServerMetrics(registry: Registry, sources: GaugeSources)
         registers,
       }),
   );
-  const nacks = reuse(
+  const nacks = metricOnce(
     registry,
     'meshward_ca_server_bundle_nacks_total',
     () =>
@@ -70,7 +67,7 @@ export function createCaServerMetrics(registry: Registry, sources: GaugeSources)
   // same registry takes over the slot from the stopped one.
   liveSources.set(registry, sources);
   const read = (): GaugeSources | undefined => liveSources.get(registry);
-  reuse(
+  metricOnce(
     registry,
     'meshward_ca_server_agents',
     () =>
@@ -88,7 +85,7 @@ export function createCaServerMetrics(registry: Registry, sources: GaugeSources)
         },
       }),
   );
-  reuse(
+  metricOnce(
     registry,
     'meshward_ca_server_trust_bundle_version',
     () =>
@@ -102,7 +99,7 @@ export function createCaServerMetrics(registry: Registry, sources: GaugeSources)
         },
       }),
   );
-  reuse(
+  metricOnce(
     registry,
     'meshward_ca_server_root_rotation_phase',
     () =>

@@ -8,6 +8,7 @@
 // one process (a test, a node agent) may run several agents on one registry.
 
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { metricOnce } from '../../lib/metrics.ts';
 
 export interface AgentMetricsSource {
   spiffeId: string;
@@ -25,9 +26,6 @@ export interface AgentMetrics {
 const RESOURCE = 'default';
 const sources = new WeakMap<Registry, Set<AgentMetricsSource>>();
 
-function reuse<T>(registry: Registry, name: string, create: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
-}
 
 export function createAgentMetrics(registry: Registry, source: AgentMetricsSource): AgentMetrics {
   let set = sources.get(registry);
@@ -39,7 +37,7 @@ export function createAgentMetrics(registry: Registry, source: AgentMetricsSourc
   const registers = [registry];
   const live = (): Set<AgentMetricsSource> => sources.get(registry) ?? new Set();
 
-  reuse(
+  metricOnce(
     registry,
     'istio_agent_cert_expiry_seconds',
     () =>
@@ -57,7 +55,7 @@ export function createAgentMetrics(registry: Registry, source: AgentMetricsSourc
         },
       }),
   );
-  reuse(
+  metricOnce(
     registry,
     'meshward_agent_cert_expiry_timestamp_seconds',
     () =>
@@ -75,7 +73,7 @@ export function createAgentMetrics(registry: Registry, source: AgentMetricsSourc
         },
       }),
   );
-  const requests = reuse(
+  const requests = metricOnce(
     registry,
     'istio_agent_num_outgoing_requests',
     () =>
@@ -86,7 +84,7 @@ export function createAgentMetrics(registry: Registry, source: AgentMetricsSourc
         registers,
       }),
   );
-  const failed = reuse(
+  const failed = metricOnce(
     registry,
     'istio_agent_num_failed_outgoing_requests',
     () =>
@@ -97,7 +95,7 @@ export function createAgentMetrics(registry: Registry, source: AgentMetricsSourc
         registers,
       }),
   );
-  const latency = reuse(
+  const latency = metricOnce(
     registry,
     'istio_agent_outgoing_latency',
     () =>

@@ -8,6 +8,7 @@
 
 import { Counter, Gauge, Registry } from 'prom-client';
 import { istioErrorType, type CaReason, type IstioErrorType } from './errors.ts';
+import { metricOnce } from '../../lib/metrics.ts';
 
 export interface CaMetrics {
   csrReceived(): void;
@@ -29,18 +30,14 @@ interface Expiry {
 /** The CA currently open on a registry: gauges read it at scrape time. */
 const live = new WeakMap<Registry, Expiry>();
 
-/** Gets or creates a metric, so a CA reopened on the same registry (a restart, tests) reuses its series. */
-function reuse<T>(registry: Registry, name: string, create: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
-}
 
 export function createCaMetrics(registry: Registry, now: () => Date): CaMetrics {
   const registers = [registry];
-  const counter = (name: string, help: string) => reuse(registry, name, () => new Counter({ name, help, registers }));
+  const counter = (name: string, help: string) => metricOnce(registry, name, () => new Counter({ name, help, registers }));
   const csrCount = counter('citadel_server_csr_count', 'The number of CSRs received by Citadel server.');
   const success = counter('citadel_server_success_cert_issuance_count', 'The number of certificates issuances that have succeeded.');
   const parseErrors = counter('citadel_server_csr_parsing_err_count', 'The number of errors occurred when parsing the CSR.');
-  const signErrors = reuse(
+  const signErrors = metricOnce(
     registry,
     'citadel_server_csr_sign_err_count',
     () =>
@@ -55,7 +52,7 @@ export function createCaMetrics(registry: Registry, now: () => Date): CaMetrics 
   const expiry: Expiry = { root: null, chain: null, now };
   live.set(registry, expiry);
   const gauge = (name: string, help: string, value: (e: Expiry) => number | null) =>
-    reuse(
+    metricOnce(
       registry,
       name,
       () =>

@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { CaError } from './errors.ts';
 import { CA_KEY_TYPES, type CaKeyType } from './keys.ts';
+import { processAlive } from '../../lib/process.ts';
 
 export type RootState = 'active' | 'trusted' | 'retired';
 export type CaMode = 'self-signed' | 'plugin';
@@ -177,14 +178,6 @@ export async function writeState(stateDir: string, state: StateFile): Promise<vo
 
 const heldHere = new Set<string>();
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The pid holding `stateDir`, if a live process other than this one does. */
 export async function lockHolder(stateDir: string): Promise<number | null> {
@@ -196,7 +189,7 @@ export async function lockHolder(stateDir: string): Promise<number | null> {
   }
   const pid = Number.parseInt(text.trim(), 10);
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return null;
-  return alive(pid) ? pid : null;
+  return processAlive(pid) ? pid : null;
 }
 
 /**

@@ -6,9 +6,10 @@
 // the inbound side cannot know (the caller's workload name, the service it
 // was addressed as) is "unknown", as in Istio without peer metadata.
 
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { REQUEST_LABELS, TCP_LABELS } from '../outbound/metrics.ts';
-import { DURATION_BUCKETS, tlsHandshakeSeries } from './series.ts';
+import { tlsHandshakeSeries } from './series.ts';
+import { RequestSeries } from './request-series.ts';
 import { limitSeries, type LimitSeries } from './limit-metrics.ts';
 
 export interface RequestLabels {
@@ -61,14 +62,11 @@ function inboundDefaults(labels: TcpLabels): Record<string, string> {
 
 export function createProxyMetrics(): ProxyMetrics {
   const registry = new Registry();
-  const requests = new Counter({ name: 'istio_requests_total', help: 'Requests, by reporter and response code', labelNames: REQUEST_LABELS, registers: [registry] });
-  const duration = new Histogram({
-    name: 'istio_request_duration_milliseconds',
-    help: 'Request duration, by reporter: headers in to the last byte of the response',
-    labelNames: REQUEST_LABELS,
-    buckets: [...DURATION_BUCKETS],
-    registers: [registry],
-  });
+  // A fresh registry: the series are these.
+  const series = RequestSeries.on(registry, REQUEST_LABELS, {
+    requests: 'Requests, by reporter and response code',
+    duration: 'Request duration, by reporter: headers in to the last byte of the response',
+  })!;
   const opened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames: TCP_LABELS, registers: [registry] });
   const closed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames: TCP_LABELS, registers: [registry] });
   const received = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the caller on TCP connections, counted at close', labelNames: TCP_LABELS, registers: [registry] });
@@ -85,9 +83,9 @@ export function createProxyMetrics(): ProxyMetrics {
     registry,
     limits,
     request(labels, ms) {
-      const l = { ...inboundDefaults(labels), response_flags: '-' };
-      requests.inc(l);
-      duration.observe(l, ms);
+      // The key holds every label that varies; the rest follow from these.
+      const key = `destination\n${labels.source_principal}\n${labels.destination_principal}\n${labels.destination_workload_namespace}\n${labels.destination_workload}\n${labels.response_code}\n${labels.connection_security_policy}\n${labels.request_protocol}`;
+      series.cell(key, () => ({ ...inboundDefaults(labels), response_flags: '-' })).observe(ms);
     },
     tcpOpened: (labels) => opened.inc(inboundDefaults(labels)),
     tcpClosed(labels, bytes) {

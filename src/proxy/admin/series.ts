@@ -1,6 +1,6 @@
 // Series that both directions count into, on the proxy's one registry:
 // whichever side registers first creates them, the other finds them
-// (`getOrCreate`), so the two must agree on names, labels and buckets, and
+// (`metricOnce`), so the two must agree on names, labels and buckets, and
 // this file is where they are written down.
 //
 // TLS handshakes, named after Envoy's ssl.handshake / ssl.connection_error:
@@ -14,6 +14,7 @@
 // outbound); `result="failure"` is their sum.
 
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { metricOnce } from '../../lib/metrics.ts';
 
 /** Buckets of istio_request_duration_milliseconds (Istio's default, up to 10 s). */
 export const DURATION_BUCKETS: readonly number[] = Object.freeze([1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]);
@@ -22,10 +23,6 @@ const HANDSHAKE_BUCKETS: readonly number[] = Object.freeze([0.5, 1, 2.5, 5, 10, 
 
 export type TlsDirection = 'inbound' | 'outbound';
 
-/** Gets or creates a metric, so that series registered by the other direction are shared. */
-export function getOrCreate<T>(registry: Registry, name: string, create: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
-}
 
 export interface TlsHandshakeSeries {
   succeeded(direction: TlsDirection, ms: number): void;
@@ -34,7 +31,7 @@ export interface TlsHandshakeSeries {
 
 export function tlsHandshakeSeries(registry: Registry): TlsHandshakeSeries {
   const registers = [registry];
-  const total = getOrCreate(
+  const total = metricOnce(
     registry,
     'meshward_tls_handshakes_total',
     () =>
@@ -45,7 +42,7 @@ export function tlsHandshakeSeries(registry: Registry): TlsHandshakeSeries {
         registers,
       }),
   );
-  const duration = getOrCreate(
+  const duration = metricOnce(
     registry,
     'meshward_tls_handshake_duration_milliseconds',
     () =>

@@ -6,6 +6,7 @@
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as h2, type Http2ServerRequest, type Http2ServerResponse, type OutgoingHttpHeaders } from 'node:http2';
 import type { InboundPort } from '../../api/proxy-config.ts';
+import type { AccessLogEntry } from '../access-log.ts';
 import type { Decision } from '../../policy/decision.ts';
 import { destinationOf } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
@@ -19,22 +20,30 @@ type Res = ServerResponse | Http2ServerResponse;
 // Connection-specific headers never cross the proxy (RFC 9110 §7.6.1); HTTP/2 forbids them.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
 const XFCC = 'x-forwarded-client-cert';
+const COLON = 0x3a;
 export const UPSTREAM_CONNECT_ERROR = 'upstream connect error or disconnect/reset before headers. reset reason: connection failure';
+
+// The header copies below run for every request: `for…in` over node's
+// header objects (own, enumerable, no prototype chain to speak of) instead
+// of `Object.entries`, which allocates an array per pair.
 
 /** Lower-case request headers, one value each, without pseudo-headers or `host`: what the engine reads. */
 function engineHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = Object.create(null) as Record<string, string>;
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(':') || name === 'host' || value === undefined) continue;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === COLON || name === 'host') continue;
     out[name] = Array.isArray(value) ? value.join(',') : value;
   }
   return out;
 }
 
+/** What the app is sent: no pseudo-headers, no hop-by-hop, and never the caller's x-forwarded-client-cert. */
 function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(':') || HOP_BY_HOP.has(name) || value === undefined) continue;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === COLON || HOP_BY_HOP.has(name) || name === XFCC) continue;
     out[name] = value;
   }
   return out;
@@ -42,11 +51,18 @@ function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | s
 
 function responseHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(':') || HOP_BY_HOP.has(name) || value === undefined) continue;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === COLON || HOP_BY_HOP.has(name)) continue;
     out[name] = value;
   }
   return out;
+}
+
+/** Whether a header object has any header (without `Object.keys`' array). */
+function hasAny(headers: object): boolean {
+  for (const _ in headers) return true;
+  return false;
 }
 
 function hostOf(req: Req): string {
@@ -103,7 +119,8 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
       const ua = req.headers['user-agent'];
       endServerSpan(span, code, { method, host, path, port: info.port, httpVersion: req.httpVersion, principal: info.principal, remoteIp: info.remoteIp, userAgent: ua }, d, bypass);
     }
-    ctx.log({
+    // Built in the order of the JSON line, the optional fields added where they belong (no spreads).
+    const entry: { -readonly [K in keyof AccessLogEntry]?: AccessLogEntry[K] } = {
       time: new Date().toISOString(),
       workload: `${w.namespace}/${w.name}`,
       port: info.port,
@@ -116,17 +133,19 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
       policy: d?.policy ?? null,
       principal: info.principal,
       requestPrincipal: d?.requestPrincipal ?? null,
-      ...(d !== null && d.decision === 'DENY' ? { reason: d.reason } : {}),
-      durationMs: Math.round(ms * 1000) / 1000,
-      mtls: info.mtls,
-      ...(hit !== undefined ? { limit: hit.limit } : {}),
-      ...(span !== null ? { traceId: span.traceId } : {}),
-    });
+    };
+    if (d !== null && d.decision === 'DENY') entry.reason = d.reason;
+    entry.durationMs = Math.round(ms * 1000) / 1000;
+    entry.mtls = info.mtls;
+    if (hit !== undefined) entry.limit = hit.limit;
+    if (span !== null) entry.traceId = span.traceId;
+    ctx.log(entry as AccessLogEntry);
   };
 
   // Probes rewritten by Istio reach the app in plaintext even under STRICT,
   // and only on the exact paths configured.
-  const { mode } = snap.engine.peerMode(destinationOf(snap, info.port, info.localIp));
+  const destination = destinationOf(snap, info.port, info.localIp);
+  const { mode } = snap.engine.peerMode(destination);
   const isHealth = !info.mtls && (port.healthPaths ?? []).includes(path);
   if (!info.mtls && !info.ingress && mode === 'STRICT') {
     if (isHealth) {
@@ -140,7 +159,7 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
 
   const headers = engineHeaders(req.headers);
   const decision = snap.engine.decide({
-    destination: destinationOf(snap, info.port, info.localIp),
+    destination,
     connection: { mtls: info.mtls, principal: info.principal, clientNamespace: null, ip: info.remoteIp, ingress: info.ingress },
     request: { protocol: 'http', method, path, host, headers },
   });
@@ -167,11 +186,17 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
  */
 function forwardedTarget(raw: string, normalized: string | undefined): string {
   if (normalized === undefined) return raw;
-  const pathOnly = normalized.split(/[?#]/, 1)[0]!;
+  let end = 0;
+  while (end < normalized.length) {
+    const c = normalized.charCodeAt(end);
+    if (c === 0x3f /* ? */ || c === 0x23 /* # */) break;
+    end++;
+  }
+  const pathOnly = end === normalized.length ? normalized : normalized.slice(0, end);
   const q = raw.indexOf('?');
   if (q < 0) return pathOnly;
-  const query = raw.slice(q).split('#', 1)[0]!;
-  return pathOnly + query;
+  const hash = raw.indexOf('#', q);
+  return pathOnly + (hash < 0 ? raw.slice(q) : raw.slice(q, hash));
 }
 
 function forward(
@@ -185,10 +210,10 @@ function forward(
   target: string = req.url ?? '/',
   span: Span | null = null,
 ): void {
+  // Without the caller's x-forwarded-client-cert: the app must be able to
+  // trust this header, and only the proxy that terminated the mTLS
+  // connection may say who the peer is.
   const headers = forwardHeaders(req.headers);
-  // The app must be able to trust this header: only the proxy that
-  // terminated the mTLS connection may say who the peer is.
-  delete headers[XFCC];
   for (const m of mutations) {
     if (m.op === 'remove') delete headers[m.name.toLowerCase()];
     else headers[m.name.toLowerCase()] = m.value;
@@ -209,19 +234,24 @@ function forward(
     finished = true;
     done(code);
   };
-  res.on('close', () => end(res.headersSent ? res.statusCode : 'reset'));
+  const closed = (): void => end(res.headersSent ? res.statusCode : 'reset');
 
   if (port.protocol === 'grpc' || port.protocol === 'http2') {
     let session;
     try {
       session = ctx.h2Session(port.appPort);
     } catch {
+      res.once('close', closed);
       unreachable();
       return;
     }
     // The one connection-specific header HTTP/2 allows; gRPC servers expect it.
     if (req.headers.te === 'trailers') headers['te'] = 'trailers';
-    const upstream = session.request({ ...headers, ':method': req.method ?? 'GET', ':path': target, ':authority': host, ':scheme': 'http' });
+    headers[':method'] = req.method ?? 'GET';
+    headers[':path'] = target;
+    headers[':authority'] = host;
+    headers[':scheme'] = 'http';
+    const upstream = session.request(headers);
     upstream.on('response', (h) => {
       head(res, Number(h[':status'] ?? 502), responseHeaders(h));
       upstream.pipe(res as NodeJS.WritableStream);
@@ -231,30 +261,44 @@ function forward(
     });
     upstream.on('error', unreachable);
     res.on('close', () => {
+      closed();
       if (!upstream.closed) upstream.close(h2.NGHTTP2_CANCEL);
     });
     (req as NodeJS.ReadableStream).pipe(upstream);
     return;
   }
 
-  const upstream = httpRequest({ host: '127.0.0.1', port: port.appPort, method: req.method, path: target, headers: { ...headers, host }, agent: ctx.appAgent });
+  // As a flat name/value array (rawHeaders' form), which node writes as it
+  // is, instead of storing and looking up each header through setHeader
+  // (about 3 µs less per request). It adds `Connection: keep-alive` itself.
+  const raw: string[] = [];
+  for (const name in headers) {
+    const value = headers[name]!;
+    if (typeof value === 'string') raw.push(name, value);
+    else for (const v of value) raw.push(name, v);
+  }
+  raw.push('host', host);
+  const upstream = httpRequest({ host: '127.0.0.1', port: port.appPort, method: req.method, path: target, headers: raw, agent: ctx.appAgent });
   upstream.on('response', (up) => {
     head(res, up.statusCode ?? 502, responseHeaders(up.headers));
     // The app's chunked trailers, added before pipe's own 'end' listener ends the response.
     up.once('end', () => {
+      if (!hasAny(up.trailers)) return;
       const t = responseHeaders(up.trailers);
-      if (Object.keys(t).length > 0) res.addTrailers(t as Record<string, string>);
+      if (hasAny(t)) res.addTrailers(t as Record<string, string>);
     });
     up.pipe(res as NodeJS.WritableStream);
   });
   upstream.on('error', unreachable);
   res.on('close', () => {
+    closed();
     if (!res.writableFinished) upstream.destroy();
   });
   // The caller's trailers reach the app when its request is chunked (no content-length).
   req.once('end', () => {
+    if (!hasAny(req.trailers)) return;
     const t = responseHeaders(req.trailers);
-    if (Object.keys(t).length > 0) upstream.addTrailers(t as Record<string, string>);
+    if (hasAny(t)) upstream.addTrailers(t as Record<string, string>);
   });
   (req as NodeJS.ReadableStream).pipe(upstream);
 }

@@ -288,7 +288,8 @@ export class ListenerLimits {
    * (as Envoy's `request_timeout`).
    */
   #h2RequestTimeout(req: Http2ServerRequest, res: Http2ServerResponse, ms: number): void {
-    if (ms === 0 || req.complete) return;
+    // A request whose HEADERS frame ended the stream (a GET, usually) has been received whole: no timer.
+    if (ms === 0 || res.stream.endAfterHeaders || req.complete) return;
     const timer = setTimeout(() => {
       if (req.complete || res.headersSent || res.stream.closed) return;
       hits.set(req, { limit: 'request_timeout', status: 408 });

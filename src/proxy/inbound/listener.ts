@@ -263,8 +263,9 @@ export class InboundListener {
     // Each request decides with the policy in force when it began, not
     // when its connection did.
     const current = this.#ctx.snapshot();
-    const now = inboundPort(current, this.port) ?? port;
-    if (!this.#limits.checkRequest(req, res, { ...info, snapshot: current })) return;
-    handleInboundRequest(req, res, { ...info, snapshot: current }, now, this.#ctx);
+    const now = current === info.snapshot ? port : (inboundPort(current, this.port) ?? port);
+    const facts = current === info.snapshot ? info : { ...info, snapshot: current };
+    if (!this.#limits.checkRequest(req, res, facts)) return;
+    handleInboundRequest(req, res, facts, now, this.#ctx);
   }
 }

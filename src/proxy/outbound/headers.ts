@@ -18,7 +18,14 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-function connectionTokens(value: string | string[] | undefined): Set<string> {
+const NONE: ReadonlySet<string> = new Set();
+const CLOSE: ReadonlySet<string> = new Set(['close']);
+
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+  // Most messages name nothing in Connection, or only keep-alive (hop-by-hop
+  // anyway) or close: no sets, no arrays for them.
+  if (value === undefined || value === '' || value === 'keep-alive') return NONE;
+  if (value === 'close') return CLOSE;
   const text = Array.isArray(value) ? value.join(',') : (value ?? '');
   return new Set(text.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t.length > 0));
 }
@@ -27,8 +34,10 @@ function connectionTokens(value: string | string[] | undefined): Set<string> {
 export function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const named = connectionTokens(headers.connection);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name.startsWith(':') || name === 'host') continue;
+  // `for…in`, not `Object.entries`: no array per header on every request.
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === 0x3a /* : */ || name === 'host') continue;
     if (HOP_BY_HOP.has(name) || named.has(name)) continue;
     out[name] = value;
   }

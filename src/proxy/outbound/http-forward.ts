@@ -31,6 +31,10 @@ export interface ForwardContext {
   readonly tracer?: Tracer | null;
 }
 
+const CHUNKED = /\bchunked\b/i;
+const WAIT_FOR_TRAILERS: http2.ClientSessionRequestOptions = Object.freeze({ waitForTrailers: true });
+const NO_TRAILERS: http2.ClientSessionRequestOptions = Object.freeze({ waitForTrailers: false });
+
 export const CONNECT_ERROR_BODY = 'upstream connect error or disconnect/reset before headers';
 
 function failureOf(err: unknown): UpstreamError {
@@ -169,19 +173,16 @@ function send(
 ): void {
   const headers = endToEnd(req.headers);
   // Only a chunked request can end in trailers; waiting for them on others would cost nothing but a frame.
-  const chunked = /\bchunked\b/i.test(String(req.headers['transfer-encoding'] ?? ''));
+  const te = req.headers['transfer-encoding'];
+  const chunked = te !== undefined && CHUNKED.test(te);
   if (transport.kind === 'h2') {
     presented(transport.peer);
-    const stream = transport.session.request(
-      {
-        ...headers,
-        ':method': req.method ?? 'GET',
-        ':path': target.path,
-        ':authority': target.authority,
-        ':scheme': 'http',
-      },
-      { waitForTrailers: chunked },
-    );
+    // `headers` is this request's own copy: the pseudo-headers go straight into it.
+    headers[':method'] = req.method ?? 'GET';
+    headers[':path'] = target.path;
+    headers[':authority'] = target.authority;
+    headers[':scheme'] = 'http';
+    const stream = transport.session.request(headers, chunked ? WAIT_FOR_TRAILERS : NO_TRAILERS);
     // Emitted once the body is queued, after the app's request (and its trailers) ended.
     if (chunked) stream.once('wantTrailers', () => stream.sendTrailers(endToEnd(req.trailers)));
     stream.on('trailers', (t) => res.addTrailers(endToEnd(t) as Record<string, string>));
@@ -200,8 +201,8 @@ function send(
     req.pipe(stream);
     return;
   }
-  const options: https.RequestOptions = {
-    ...(transport.tls ?? {}),
+  // TLS options live in the agent: per-request ones would stop node reusing its connections.
+  const options: http.RequestOptions = {
     host,
     port,
     method: req.method ?? 'GET',
@@ -209,7 +210,7 @@ function send(
     headers: { ...headers, host: target.authority },
     agent: transport.agent,
   };
-  const upstreamReq = transport.tls === null ? http.request(options) : https.request(options);
+  const upstreamReq = transport.secure ? https.request(options) : http.request(options);
   upstreamReq.on('response', (upstreamRes) => {
     presented(presentedId(upstreamReq.socket));
     res.writeHead(upstreamRes.statusCode ?? 502, endToEnd(upstreamRes.headers));

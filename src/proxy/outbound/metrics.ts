@@ -10,7 +10,9 @@
 
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
-import { DURATION_BUCKETS, getOrCreate, tlsHandshakeSeries } from '../admin/series.ts';
+import { DURATION_BUCKETS, tlsHandshakeSeries } from '../admin/series.ts';
+import { metricOnce } from '../../lib/metrics.ts';
+import { RequestSeries } from '../admin/request-series.ts';
 
 /** Labels of istio_requests_total, a subset of Istio's standard set. */
 export const REQUEST_LABELS = [
@@ -76,6 +78,19 @@ export interface Source {
 
 type ConnectionLabels = Record<(typeof TCP_LABELS)[number], string>;
 
+const namespaces = new WeakMap<Upstream, string>();
+
+/** The namespace in an upstream's `<name>.<namespace>.svc…` host, else "unknown"; read once per upstream. */
+function hostNamespace(upstream: Upstream): string {
+  let ns = namespaces.get(upstream);
+  if (ns === undefined) {
+    const labels = upstream.host.split('.');
+    ns = labels.length >= 3 && labels[2] === 'svc' ? labels[1]! : 'unknown';
+    namespaces.set(upstream, ns);
+  }
+  return ns;
+}
+
 /**
  * The labels every outbound sample carries. The destination principal is the
  * SPIFFE ID the server presented (`presented`, when the connection is known),
@@ -89,7 +104,6 @@ export function connectionLabels(
   security: string,
   presented: string | null = null,
 ): ConnectionLabels {
-  const labels = upstream.host.split('.');
   const expected = endpoint !== null && endpoint.identities.length === 1 && security === 'mutual_tls' ? endpoint.identities[0]! : 'unknown';
   return {
     reporter: 'source',
@@ -98,15 +112,13 @@ export function connectionLabels(
     source_principal: source.principal,
     destination_principal: presented ?? expected,
     destination_workload: 'unknown',
-    destination_workload_namespace: labels.length >= 3 && labels[2] === 'svc' ? labels[1]! : 'unknown',
+    destination_workload_namespace: hostNamespace(upstream),
     destination_service: upstream.host,
     destination_service_name: upstream.name,
     connection_security_policy: security,
   };
 }
 
-/** Gets or creates a metric, so routers that share a registry share the series. */
-const reuse = getOrCreate;
 
 /** Keeps only the labels a series was registered with. */
 function labelFilter(metric: Counter | Histogram): (labels: Record<string, string>) => Record<string, string> {
@@ -126,12 +138,18 @@ function safely(fn: () => void): void {
 
 export function createOutboundMetrics(registry: Registry): OutboundMetrics {
   const registers = [registry];
-  const requests = reuse(
+  // Our own request series (admin/request-series.ts) when the registry has
+  // them or neither name; prom-client's when another side registered those.
+  const series = RequestSeries.on(registry, REQUEST_LABELS, {
+    requests: 'Requests, by reporter and response code.',
+    duration: 'Request duration, by reporter: headers in to the last byte of the response.',
+  });
+  const requests = metricOnce(
     registry,
     'istio_requests_total',
     () => new Counter({ name: 'istio_requests_total', help: 'Requests, by reporter and response code.', labelNames: REQUEST_LABELS, registers }),
   );
-  const duration = reuse(
+  const duration = metricOnce(
     registry,
     'istio_request_duration_milliseconds',
     () =>
@@ -144,13 +162,13 @@ export function createOutboundMetrics(registry: Registry): OutboundMetrics {
       }),
   );
   const tcpCounter = (name: string, help: string): Counter =>
-    reuse(registry, name, () => new Counter({ name, help, labelNames: [...TCP_LABELS], registers })) as Counter;
+    metricOnce(registry, name, () => new Counter({ name, help, labelNames: [...TCP_LABELS], registers })) as Counter;
   const tcpOpened = tcpCounter('istio_tcp_connections_opened_total', 'TCP connections opened, by reporter.');
   const tcpClosed = tcpCounter('istio_tcp_connections_closed_total', 'TCP connections closed, by reporter.');
   const tcpReceived = tcpCounter('istio_tcp_received_bytes_total', 'Bytes received from the caller on TCP connections, counted at close.');
   const tcpSent = tcpCounter('istio_tcp_sent_bytes_total', 'Bytes sent to the caller on TCP connections, counted at close.');
   const tls = tlsHandshakeSeries(registry);
-  const handshakes = reuse(
+  const handshakes = metricOnce(
     registry,
     'meshward_outbound_handshake_failures_total',
     () =>
@@ -161,7 +179,7 @@ export function createOutboundMetrics(registry: Registry): OutboundMetrics {
         registers,
       }),
   );
-  const failures = reuse(
+  const failures = metricOnce(
     registry,
     'meshward_outbound_upstream_failures_total',
     () =>
@@ -177,6 +195,12 @@ export function createOutboundMetrics(registry: Registry): OutboundMetrics {
   const tcpLabels = labelFilter(tcpOpened);
   return {
     request(labels, ms) {
+      if (series !== null) {
+        let key = '';
+        for (const name of REQUEST_LABELS) key += `${labels[name]}\n`;
+        series.cell(key, () => ({ ...labels })).observe(ms);
+        return;
+      }
       safely(() => (requests as Counter).inc(requestLabels(labels)));
       safely(() => (duration as Histogram).observe(durationLabels(labels), ms));
     },

@@ -4,6 +4,11 @@
 // later request to the endpoint; otherwise the endpoint is remembered as
 // HTTP/1.1 and served by a keep-alive agent. Plaintext endpoints get HTTP/1.1
 // keep-alive, or h2c with prior knowledge for http2/grpc upstreams.
+// An HTTPS agent holds its endpoint's TLS options itself (secure context,
+// the secure-naming `checkServerIdentity`, SNI) and requests pass none: node
+// (since 24.x) gives a request carrying its own `checkServerIdentity` a pool
+// key of its own, so no connection would ever be reused. The check still
+// runs on every connection the agent opens.
 // `drain()` stops handing out the pool's connections and lets the requests
 // already on them finish (certificate rotation, new configuration).
 
@@ -19,7 +24,8 @@ import { handshakeObserver, type OutboundMetrics } from './metrics.ts';
 export type Transport =
   /** `peer`: the SPIFFE ID the server presented, null over plaintext. */
   | { readonly kind: 'h2'; readonly session: http2.ClientHttp2Session; readonly peer: string | null }
-  | { readonly kind: 'h1'; readonly agent: http.Agent; readonly tls: tls.ConnectionOptions | null };
+  /** `secure`: the agent speaks TLS, with the endpoint's options built in. */
+  | { readonly kind: 'h1'; readonly agent: http.Agent; readonly secure: boolean };
 
 const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
 
@@ -43,9 +49,7 @@ export class ConnectionPool {
   get(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<Transport> {
     const key = `${plan.kind}|${upstream.name}|${endpoint.host}|${endpoint.port}`;
     const agent = this.#agents.get(key);
-    if (agent !== undefined) {
-      return Promise.resolve({ kind: 'h1', agent, tls: this.#tlsOptions.get(plan, upstream, endpoint, ['http/1.1']) });
-    }
+    if (agent !== undefined) return Promise.resolve({ kind: 'h1', agent, secure: plan.kind !== 'plaintext' });
     let pending = this.#sessions.get(key);
     const ready = this.#ready.get(key);
     if (pending !== undefined && ready !== undefined && (ready.closed || ready.destroyed)) {
@@ -67,7 +71,7 @@ export class ConnectionPool {
   async #open(key: string, plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<Transport> {
     const authority = `${endpoint.host}:${endpoint.port}`;
     if (plan.kind === 'plaintext') {
-      if (upstream.protocol === 'http') return { kind: 'h1', agent: this.#agent(key, upstream.host), tls: null };
+      if (upstream.protocol === 'http') return { kind: 'h1', agent: this.#agent(key, upstream.host, null), secure: false };
       const socket = await dial(endpoint, null, this.#timeoutMs);
       return this.#session(key, `http://${authority}`, socket);
     }
@@ -78,22 +82,32 @@ export class ConnectionPool {
     // The server speaks HTTP/1.1 only; the probe connection is not reused.
     socket.destroy();
     this.#sessions.delete(key);
-    return { kind: 'h1', agent: this.#agent(key, upstream.host), tls: this.#tlsOptions.get(plan, upstream, endpoint, ['http/1.1']) };
+    const h1 = this.#tlsOptions.get(plan, upstream, endpoint, ['http/1.1'])!;
+    return { kind: 'h1', agent: this.#agent(key, upstream.host, h1), secure: true };
   }
 
-  #agent(key: string, host: string): http.Agent {
+  /** The endpoint's HTTP/1.1 agent; `tls` (null for plaintext) is used by every connection it opens. */
+  #agent(key: string, host: string, tlsOptions: tls.ConnectionOptions | null): http.Agent {
     let agent = this.#agents.get(key);
     if (agent === undefined) {
       const keepAlive = !this.#draining;
-      agent = key.startsWith('plaintext|') ? new http.Agent({ keepAlive }) : this.#httpsAgent(keepAlive, host);
+      agent = tlsOptions === null ? new http.Agent({ keepAlive }) : this.#httpsAgent(keepAlive, host, tlsOptions);
       this.#agents.set(key, agent);
     }
     return agent;
   }
 
-  /** An https agent whose handshakes are counted like the pool's own. */
-  #httpsAgent(keepAlive: boolean, host: string): https.Agent {
-    const agent = new https.Agent({ keepAlive });
+  /**
+   * An https agent that dials with `tlsOptions` (node lets agent options
+   * override the request's), whose handshakes are counted like the pool's own.
+   * Without a servername in the options it sends no SNI, as the pool's own
+   * dial does, rather than one taken from each request's Host header, which
+   * would also split the agent's connections by Host. No TLS session is
+   * cached: node skips `checkServerIdentity` on a resumed session, and every
+   * new connection must pass secure naming.
+   */
+  #httpsAgent(keepAlive: boolean, host: string, tlsOptions: tls.ConnectionOptions): https.Agent {
+    const agent = new https.Agent({ ...tlsOptions, servername: tlsOptions.servername ?? '', keepAlive, maxCachedSessions: 0 });
     const metrics = this.#metrics;
     if (metrics === undefined) return agent;
     const create = agent.createConnection.bind(agent) as (...args: unknown[]) => net.Socket;

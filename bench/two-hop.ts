@@ -1,0 +1,436 @@
+// Benchmark: the two-hop proxy path.
+//
+//   wrk → client-side proxy → mTLS → server-side proxy → app
+//
+// for meshward (two `meshward proxy` processes: one AuthorizationPolicy,
+// STRICT mTLS, Istio metrics on, access log on stderr), nginx and HAProxy
+// configured for the same mTLS on the same certificates (ECDSA P-256, SPIFFE
+// URI SANs, made with openssl into a temporary directory), against wrk → app
+// directly. See bench/two-hop/systems.ts for what each configuration does.
+//
+// Method, for a noisy 2-core machine: wrk (and the handshake client) run on
+// core 0, the whole system under test (app and both proxies of every
+// configuration) on core 1, via taskset. Every round runs each phase for
+// every configuration back to back, in an order rotated per round, with a
+// pause between runs, and the report quotes medians over rounds of
+// per-round values and of ratios paired within a round.
+//
+// Phases per round, in this order:
+//   paced       ~1,000 requests/s (bench/two-hop/pace.lua), latency p50/p99
+//               and the CPU seconds of each proxy process over the run;
+//   handshakes  new mTLS connections into each server-side proxy's listener
+//               from a Node client on core 0, per server CPU-second;
+//   saturation  wrk -c50, as fast as possible (HTTP/1.1 keep-alive; then
+//               through the TCP ports, unless --no-tcp).
+// The configurations: direct, meshward, meshward-nodelay (meshward with
+// bench/two-hop/nodelay.ts preloaded, an experiment), nginx, haproxy.
+// Then RSS of each sidecar process, and node-proxy mode: N WorkloadProxy
+// objects in one process, RSS per extra workload.
+//
+// Run (as root it installs nginx, haproxy, wrk with apt-get when missing;
+// otherwise a missing baseline is skipped and the table says so):
+//   npx node bench/two-hop.ts [--rounds 3] [--sat-seconds 5] [--paced-seconds 10]
+//     [--rate 1000] [--hs-seconds 4] [--workloads 1,5,10] [--no-tcp]
+//     [--access-log null|file] [--cpu-prof DIR] [--meshward-import FILE] [--gap-ms 1000]
+//     [--meshward-node-flags=--max-semi-space-size=4]  (with '=': the value starts with --)
+//     [--only meshward,meshward-nodelay,nginx,haproxy]
+
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { cpuSeconds, handshakeLoop, processTree, rssMiB, wrk, type WrkResult } from './two-hop/measure.ts';
+import { createPki } from './two-hop/pki.ts';
+import { PORTS, REPO, SYSTEM_NAMES, isMeshward, startApp, startSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
+import { runWorkloads } from './two-hop/workloads.ts';
+import { onPath } from './host.ts';
+
+const LOAD_CORE = '0';
+const SUT_CORE = '1';
+
+// --- internal subcommands (child processes) -----------------------------------------
+
+const sub = process.argv[2];
+if (sub === 'handshake-client') {
+  const [port, seconds, concurrency, keyFile, chainFile] = process.argv.slice(3);
+  const r = await handshakeLoop({ port: Number(port), seconds: Number(seconds), concurrency: Number(concurrency), keyFile: keyFile!, chainFile: chainFile! });
+  process.stdout.write(`${JSON.stringify(r)}\n`);
+  process.exit(0);
+}
+if (sub === 'workloads') {
+  const [dir, rootFile, appPort, requestsEach, list] = process.argv.slice(3);
+  const files = JSON.parse(list!) as { sa: string; keyFile: string; chainFile: string }[];
+  await runWorkloads(dir!, rootFile!, Number(appPort), files, Number(requestsEach));
+}
+
+// --- the benchmark -------------------------------------------------------------------
+
+const { values: opts } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    rounds: { type: 'string', default: '3' },
+    'sat-seconds': { type: 'string', default: '5' },
+    'paced-seconds': { type: 'string', default: '10' },
+    rate: { type: 'string', default: '1000' },
+    'sat-connections': { type: 'string', default: '50' },
+    'paced-connections': { type: 'string', default: '20' },
+    'hs-seconds': { type: 'string', default: '4' },
+    'hs-concurrency': { type: 'string', default: '8' },
+    workloads: { type: 'string', default: '1,5,10' },
+    'no-tcp': { type: 'boolean', default: false },
+    'access-log': { type: 'string', default: 'null' },
+    'cpu-prof': { type: 'string' },
+    'meshward-import': { type: 'string' },
+    'meshward-node-flags': { type: 'string' },
+    only: { type: 'string', default: 'meshward,meshward-nodelay,nginx,haproxy' },
+    'gap-ms': { type: 'string', default: '1000' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+
+const ROUNDS = Number(opts.rounds);
+const SAT_S = Number(opts['sat-seconds']);
+const PACED_S = Number(opts['paced-seconds']);
+const RATE = Number(opts.rate);
+const SAT_C = Number(opts['sat-connections']);
+const PACED_C = Number(opts['paced-connections']);
+const HS_S = Number(opts['hs-seconds']);
+const HS_C = Number(opts['hs-concurrency']);
+const WORKLOAD_COUNTS = opts.workloads.split(',').filter((s) => s !== '').map(Number);
+const TCP = !opts['no-tcp'];
+const GAP_MS = Number(opts['gap-ms']);
+/** A pause between runs, so one run's after-effects (GC, a throttled vCPU) fall less on the next. */
+const gap = (): Promise<void> => new Promise((r) => setTimeout(r, GAP_MS));
+
+const log = (msg: string): void => {
+  process.stderr.write(`${msg}\n`);
+};
+
+
+/** As root, apt-get installs what is missing; otherwise reports it. */
+function ensureTools(): { missing: string[] } {
+  const want: [string, string][] = [
+    ['wrk', 'wrk'],
+    ['nginx', 'nginx-light'],
+    ['haproxy', 'haproxy'],
+    ['taskset', 'util-linux'],
+    ['openssl', 'openssl'],
+  ];
+  let missing = want.filter(([cmd]) => !onPath(cmd));
+  const root = process.getuid?.() === 0;
+  if (missing.length > 0 && root) {
+    const pkgs = missing.map(([, pkg]) => pkg);
+    log(`installing ${pkgs.join(' ')} with apt-get`);
+    try {
+      execFileSync('apt-get', ['install', '-y', ...pkgs], { stdio: 'ignore' });
+    } catch {
+      execFileSync('apt-get', ['update'], { stdio: 'ignore' });
+      execFileSync('apt-get', ['install', '-y', ...pkgs], { stdio: 'ignore' });
+    }
+    missing = want.filter(([cmd]) => !onPath(cmd));
+  }
+  if (root && onPath('nginx')) {
+    try {
+      readFileSync('/usr/lib/nginx/modules/ngx_stream_module.so');
+    } catch {
+      try {
+        execFileSync('apt-get', ['install', '-y', 'libnginx-mod-stream'], { stdio: 'ignore' });
+      } catch {
+        log('libnginx-mod-stream not installed: nginx has no TCP row');
+      }
+    }
+  }
+  return { missing: missing.map(([cmd]) => cmd) };
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
+
+function fmt(x: number, digits = 2): string {
+  if (!Number.isFinite(x)) return '–';
+  return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+// --- main ------------------------------------------------------------------------------
+
+const tools = ensureTools();
+if (tools.missing.includes('wrk') || tools.missing.includes('taskset') || tools.missing.includes('openssl')) {
+  log(`missing ${tools.missing.join(', ')}: run as root to install, or install them`);
+  process.exit(2);
+}
+const wanted = opts.only.split(',').filter((n): n is SystemName => (SYSTEM_NAMES as readonly string[]).includes(n));
+const skipped: string[] = [];
+const names = wanted.filter((n) => {
+  if (!isMeshward(n) && tools.missing.includes(n)) {
+    skipped.push(`${n} (not installed; run as root to install)`);
+    return false;
+  }
+  return true;
+});
+
+const nodeBin = process.execPath;
+const dir = mkdtempSync(join(tmpdir(), 'meshward-two-hop-'));
+const logFile = opts['access-log'] === 'file' ? join(dir, 'sidecars.log') : '/dev/null';
+const procs: ChildProcess[] = [];
+const cleanup = (): void => {
+  for (const p of procs) if (p.exitCode === null && p.pid !== undefined) p.kill('SIGTERM');
+};
+process.on('exit', () => {
+  cleanup();
+  if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+});
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+
+log(`node ${process.version} (${nodeBin}); temp dir ${dir}; sidecar stderr → ${logFile}`);
+const pki = createPki(dir);
+const app = startApp(nodeBin, SUT_CORE, '/dev/null');
+procs.push(app);
+await waitForPort(PORTS.app);
+
+const systems: RunningSystem[] = [];
+for (const n of names) {
+  const extra: string[] = [];
+  if (isMeshward(n) && opts['cpu-prof'] !== undefined) {
+    mkdirSync(opts['cpu-prof'], { recursive: true });
+    extra.push('--cpu-prof', '--cpu-prof-dir', opts['cpu-prof']);
+  }
+  if (isMeshward(n) && opts['meshward-import'] !== undefined) extra.push('--import', resolve(opts['meshward-import']));
+  if (isMeshward(n) && opts['meshward-node-flags'] !== undefined) extra.push(...opts['meshward-node-flags'].split(' ').filter((f) => f !== ''));
+  const s = await startSystem(n, { dir, pki, nodeBin, core: SUT_CORE, logFile, nodeArgs: extra });
+  procs.push(s.client.proc, s.server.proc);
+  systems.push(s);
+  log(`${n}: client :${s.httpPort} → server :${s.serverTlsPort} → app :${PORTS.app}`);
+}
+
+// RSS before any request: what the process costs to exist.
+const rssIdle = new Map<string, number>();
+await new Promise((r) => setTimeout(r, 1000));
+for (const s of systems) {
+  rssIdle.set(s.client.label, rssMiB(processTree(s.client.proc.pid!)));
+  rssIdle.set(s.server.label, rssMiB(processTree(s.server.proc.pid!)));
+}
+
+type Config = 'direct' | SystemName;
+const configs: Config[] = ['direct', ...systems.map((s) => s.name)];
+const sys = (c: Config): RunningSystem | undefined => systems.find((s) => s.name === c);
+const url = (c: Config, tcp = false): string => {
+  const s = sys(c);
+  const port = s === undefined ? PORTS.app : tcp ? s.tcpPort : s.httpPort;
+  return `http://127.0.0.1:${port}/`;
+};
+
+// Every path must answer 200 before anything is measured.
+for (const c of configs) {
+  const r = await wrk({ core: LOAD_CORE, url: url(c), connections: 10, seconds: 2 });
+  if (r.requests === 0 || r.errors > 0) throw new Error(`${c}: warm-up failed (${r.requests} requests, ${r.errors} errors)\n${r.raw}`);
+  if (TCP && sys(c) !== undefined && sys(c)!.tcpPort !== 0) await wrk({ core: LOAD_CORE, url: url(c, true), connections: 10, seconds: 1 });
+  log(`warm-up ${c}: ${fmt(r.rps, 0)} req/s`);
+}
+
+interface Paced extends WrkResult {
+  readonly clientVcpu: number;
+  readonly serverVcpu: number;
+  readonly appVcpu: number;
+}
+const sat = new Map<Config, number[]>(configs.map((c) => [c, []]));
+const satTcp = new Map<Config, number[]>(configs.map((c) => [c, []]));
+const paced = new Map<Config, Paced[]>(configs.map((c) => [c, []]));
+const hs = new Map<Config, { perCpu: number; perSec: number; errors: number }[]>(configs.map((c) => [c, []]));
+let wrkErrors = 0;
+
+for (let round = 0; round < ROUNDS; round++) {
+  const order = rotate(configs, round);
+  log(`round ${round + 1}/${ROUNDS}: ${order.join(', ')}`);
+  // Paced runs first, while the machine is coolest; then handshakes, then saturation.
+  for (const c of order) {
+    const s = sys(c);
+    const clientPids = s === undefined ? [] : processTree(s.client.proc.pid!);
+    const serverPids = s === undefined ? [] : processTree(s.server.proc.pid!);
+    await gap();
+    const before = [cpuSeconds(clientPids), cpuSeconds(serverPids), cpuSeconds([app.pid!])];
+    const t0 = performance.now();
+    const r = await wrk({ core: LOAD_CORE, url: url(c), connections: PACED_C, seconds: PACED_S, rate: RATE });
+    const secs = (performance.now() - t0) / 1000;
+    const after = [cpuSeconds(clientPids), cpuSeconds(serverPids), cpuSeconds([app.pid!])];
+    wrkErrors += r.errors;
+    // vCPU at exactly RATE req/s: scale by the rate achieved.
+    const scale = RATE / (r.requests / secs);
+    const v = (i: number): number => ((after[i]! - before[i]!) / secs) * scale;
+    paced.get(c)!.push({ ...r, clientVcpu: v(0), serverVcpu: v(1), appVcpu: v(2) });
+    log(`  paced ${c}: ${fmt(r.rps, 0)} req/s p50 ${fmt(r.p50, 3)} ms p99 ${fmt(r.p99, 3)} ms cpu client ${fmt(v(0), 3)} server ${fmt(v(1), 3)}`);
+  }
+  for (const c of order) {
+    const s = sys(c);
+    if (s === undefined) continue;
+    const pids = processTree(s.server.proc.pid!);
+    const client = pki.leaf('client');
+    await gap();
+    const before = cpuSeconds(pids);
+    const child = spawn('taskset', ['-c', LOAD_CORE, nodeBin, join(REPO, 'bench', 'two-hop.ts'), 'handshake-client', String(s.serverTlsPort), String(HS_S), String(HS_C), client.keyFile, client.chainFile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await once(child, 'exit');
+    const cpu = cpuSeconds(pids) - before;
+    const r = JSON.parse(out) as { ok: number; noTicket: number; errors: number };
+    hs.get(c)!.push({ perCpu: r.ok / cpu, perSec: r.ok / HS_S, errors: r.errors + r.noTicket });
+    log(`  handshakes ${c}: ${r.ok} in ${HS_S} s, server ${fmt(cpu, 2)} CPU-s → ${fmt(r.ok / cpu, 0)}/CPU-s (errors ${r.errors}, no ticket ${r.noTicket})`);
+  }
+  for (const c of order) {
+    await gap();
+    const r = await wrk({ core: LOAD_CORE, url: url(c), connections: SAT_C, seconds: SAT_S });
+    wrkErrors += r.errors;
+    sat.get(c)!.push(r.rps);
+    log(`  saturation ${c}: ${fmt(r.rps, 0)} req/s`);
+  }
+  if (TCP) {
+    for (const c of order) {
+      if (sys(c)?.tcpPort === 0) continue;
+      await gap();
+      const r = await wrk({ core: LOAD_CORE, url: url(c, true), connections: SAT_C, seconds: SAT_S });
+      wrkErrors += r.errors;
+      satTcp.get(c)!.push(r.rps);
+      log(`  saturation tcp ${c}: ${fmt(r.rps, 0)} req/s`);
+    }
+  }
+}
+
+// RSS of each sidecar after all the load.
+const rss = new Map<string, number>();
+const hwm = new Map<string, number>();
+for (const s of systems) {
+  rss.set(s.client.label, rssMiB(processTree(s.client.proc.pid!)));
+  rss.set(s.server.label, rssMiB(processTree(s.server.proc.pid!)));
+  hwm.set(s.client.label, rssMiB(processTree(s.client.proc.pid!), 'VmHWM'));
+  hwm.set(s.server.label, rssMiB(processTree(s.server.proc.pid!), 'VmHWM'));
+}
+
+// CPU profiles are written when the proxies exit.
+if (opts['cpu-prof'] !== undefined) {
+  for (const s of systems.filter((x) => isMeshward(x.name))) {
+    for (const p of [s.client.proc, s.server.proc]) {
+      p.kill('SIGTERM');
+      await once(p, 'exit');
+    }
+  }
+}
+
+// Node-proxy mode: N workloads in one process.
+const nodeMode: { n: number; rss: number; requests: number; errors: number }[] = [];
+for (const n of WORKLOAD_COUNTS) {
+  const files = Array.from({ length: n }, (_, i) => {
+    const l = pki.leaf(`w${i}`);
+    return { sa: l.sa, keyFile: l.keyFile, chainFile: l.chainFile };
+  });
+  const child = spawn('taskset', ['-c', SUT_CORE, nodeBin, join(REPO, 'bench', 'two-hop.ts'), 'workloads', dir, pki.rootFile, String(PORTS.app), '200', JSON.stringify(files)], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  procs.push(child);
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`node-proxy mode with ${n} workloads exited (${code})`)));
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const r = JSON.parse(out) as { requests: number; errors: number };
+  nodeMode.push({ n, rss: rssMiB([child.pid!]), requests: r.requests, errors: r.errors });
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+  log(`node-proxy mode: ${n} workloads → ${fmt(nodeMode.at(-1)!.rss, 1)} MiB (${r.requests} requests, ${r.errors} errors)`);
+}
+const slope = ((): number => {
+  if (nodeMode.length < 2) return Number.NaN;
+  const mx = nodeMode.reduce((a, p) => a + p.n, 0) / nodeMode.length;
+  const my = nodeMode.reduce((a, p) => a + p.rss, 0) / nodeMode.length;
+  const num = nodeMode.reduce((a, p) => a + (p.n - mx) * (p.rss - my), 0);
+  const den = nodeMode.reduce((a, p) => a + (p.n - mx) ** 2, 0);
+  return num / den;
+})();
+
+// --- report ------------------------------------------------------------------------------
+
+const paired = (c: Config, f: (round: number) => number): number => median(Array.from({ length: ROUNDS }, (_, i) => f(i)));
+const satOf = (c: Config, i: number, tcp = false): number => (tcp ? satTcp : sat).get(c)![i] ?? Number.NaN;
+const pacedOf = (c: Config, i: number): Paced | undefined => paced.get(c)![i];
+
+const lines: string[] = [];
+lines.push('');
+lines.push(`Two-hop proxy path: ${ROUNDS} rounds; wrk on core ${LOAD_CORE}, app and proxies on core ${SUT_CORE}; medians over rounds, ratios paired within a round.`);
+lines.push('');
+lines.push(`| path | req/s at saturation (c=${SAT_C}) | × direct | × nginx | p50 at ${RATE} rps | p99 at ${RATE} rps | added p50 | added p99 | vCPU client proxy | vCPU server proxy |`);
+lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const c of configs) {
+  const s = sys(c);
+  const rps = median(sat.get(c)!);
+  const xDirect = paired(c, (i) => satOf(c, i) / satOf('direct', i));
+  const xNginx = sys('nginx') === undefined ? Number.NaN : paired(c, (i) => satOf(c, i) / satOf('nginx', i));
+  const p50 = median(paced.get(c)!.map((p) => p.p50));
+  const p99 = median(paced.get(c)!.map((p) => p.p99));
+  const add = (f: (p: Paced) => number): string => (c === 'direct' ? '–' : `${fmt(paired(c, (i) => f(pacedOf(c, i)!) - f(pacedOf('direct', i)!)), 3)} ms`);
+  const cv = s === undefined ? Number.NaN : median(paced.get(c)!.map((p) => p.clientVcpu));
+  const sv = s === undefined ? Number.NaN : median(paced.get(c)!.map((p) => p.serverVcpu));
+  lines.push(
+    `| ${c === 'direct' ? 'direct (wrk → app)' : `${c} pair`} | ${fmt(rps, 0)} | ${fmt(xDirect, 3)} | ${fmt(xNginx, 2)} | ${fmt(p50, 3)} ms | ${fmt(p99, 3)} ms | ${add((p) => p.p50)} | ${add((p) => p.p99)} | ${fmt(cv, 3)} | ${fmt(sv, 3)} |`,
+  );
+}
+lines.push('');
+lines.push('| spread over rounds (min–max) | req/s at saturation | p50 at rate | p99 at rate |');
+lines.push('|---|---:|---:|---:|');
+const range = (xs: readonly number[], d: number, unit = ''): string => `${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)}${unit}`;
+for (const c of configs) {
+  const p = paced.get(c)!;
+  lines.push(`| ${c} | ${range(sat.get(c)!, 0)} | ${range(p.map((x) => x.p50), 3, ' ms')} | ${range(p.map((x) => x.p99), 3, ' ms')} |`);
+}
+lines.push('');
+lines.push('| sidecar process | RSS idle | RSS after the rounds | peak RSS (VmHWM) |');
+lines.push('|---|---:|---:|---:|');
+for (const s of systems) {
+  for (const side of [s.client, s.server]) {
+    lines.push(`| ${side.label} | ${fmt(rssIdle.get(side.label)!, 1)} MiB | ${fmt(rss.get(side.label)!, 1)} MiB | ${fmt(hwm.get(side.label)!, 1)} MiB |`);
+  }
+}
+if (TCP) {
+  lines.push('');
+  lines.push(`| TCP path (HTTP/1.1 bytes through protocol: tcp ports) | req/s at saturation | × direct | × nginx |`);
+  lines.push('|---|---:|---:|---:|');
+  for (const c of configs) {
+    if (satTcp.get(c)!.length === 0) continue;
+    const xNginx = satTcp.get('nginx')?.length ? paired(c, (i) => satOf(c, i, true) / satOf('nginx', i, true)) : Number.NaN;
+    // Paired with the direct run of the same phase and round.
+    lines.push(`| ${c === 'direct' ? 'direct (wrk → app)' : `${c} pair`} | ${fmt(median(satTcp.get(c)!), 0)} | ${fmt(paired(c, (i) => satOf(c, i, true) / satOf('direct', i, true)), 3)} | ${fmt(xNginx, 2)} |`);
+  }
+}
+lines.push('');
+lines.push(`| server-side mTLS listener | handshakes/s | handshakes per server CPU-s | × nginx | errors |`);
+lines.push('|---|---:|---:|---:|---:|');
+for (const s of systems) {
+  const h = hs.get(s.name)!;
+  const xNginx = sys('nginx') === undefined ? Number.NaN : paired(s.name, (i) => h[i]!.perCpu / hs.get('nginx')![i]!.perCpu);
+  lines.push(`| ${s.name} | ${fmt(median(h.map((x) => x.perSec)), 0)} | ${fmt(median(h.map((x) => x.perCpu)), 0)} | ${fmt(xNginx, 2)} | ${h.reduce((a, x) => a + x.errors, 0)} |`);
+}
+if (nodeMode.length > 0) {
+  lines.push('');
+  lines.push('| node-proxy mode: workloads in one process | RSS |');
+  lines.push('|---|---:|');
+  for (const p of nodeMode) lines.push(`| ${p.n} | ${fmt(p.rss, 1)} MiB |`);
+  lines.push(`| slope (least squares) | ${fmt(slope, 2)} MiB per extra workload |`);
+}
+lines.push('');
+lines.push(`Achieved paced rates (median): ${configs.map((c) => `${c} ${fmt(median(paced.get(c)!.map((p) => p.rps)), 0)}`).join(', ')} req/s. wrk errors: ${wrkErrors}.`);
+if (skipped.length > 0) lines.push(`Skipped: ${skipped.join('; ')}.`);
+console.log(lines.join('\n'));
+cleanup();
+process.exit(0);
