@@ -160,7 +160,8 @@ describe('inbound limits', { timeout: 20_000 }, () => {
       const answered = performance.now();
       await c.closed;
       const ms = performance.now() - answered;
-      assert.ok(ms >= 150 && ms < 1000, `closed ${Math.round(ms)} ms after the response`);
+      // `answered` is when the poll saw the response, up to a poll interval after it arrived.
+      assert.ok(ms >= 100 && ms < 1000, `closed ${Math.round(ms)} ms after the response`);
       // Quietly: nothing after the first response.
       assert.equal(c.data().match(/HTTP\/1\.1/g)?.length, 1);
       assert.equal(await limitCount(p.admin, 'idle_timeout'), 1);
