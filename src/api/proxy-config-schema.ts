@@ -97,6 +97,7 @@ export const proxyConfigSchema = z
       serviceAccount: name,
       labels: z.record(z.string(), z.string()),
       trustDomain: name,
+      service: name.optional(),
     }),
     identity: identity.optional(),
     address: loopbackAddress.optional(),

@@ -81,6 +81,8 @@ export interface ProxyConfig {
     readonly serviceAccount: string;
     readonly labels: Readonly<Record<string, string>>;
     readonly trustDomain: string;
+    /** The service this workload serves, as a host (`payment-service.production.svc.cluster.local`): `destination_service` in the inbound metrics. */
+    readonly service?: string;
   };
   /** Where the identity comes from; absent when the host process hands the proxy an agent. */
   readonly identity?: ProxyIdentitySource;

@@ -192,10 +192,19 @@ describe('meshward up: the shop demo end to end', { timeout: 180_000 }, () => {
     assert.equal(order.payment.caller, 'spiffe://cluster.local/ns/production/sa/order-service');
   });
 
-  it('reporting-service is denied payments with 403', async () => {
+  it('reporting-service is denied payments with 403, counted as Istio counts it', async () => {
     const r = await call(`${REPORTING_TO_PAYMENT}/api/v1/payments/summary`);
     assert.equal(r.status, 403);
     assert.equal(r.body, 'RBAC: access denied');
+    // The series the alert on istio_requests_total{response_code="403"} and Istio's service dashboard read.
+    const metrics = (await call('http://127.0.0.1:15003/stats/prometheus')).body;
+    const denied = metrics.split('\n').find((l) => l.startsWith('istio_requests_total{') && l.includes('response_code="403"'));
+    assert.ok(denied, metrics);
+    assert.match(denied, /reporter="destination"/);
+    assert.match(denied, /source_principal="spiffe:\/\/cluster\.local\/ns\/production\/sa\/reporting-service"/);
+    assert.match(denied, /destination_service="payment-service\.production\.svc\.cluster\.local"/);
+    assert.match(denied, /destination_service_name="payment-service"/);
+    assert.match(denied, /connection_security_policy="mutual_tls"/);
   });
 
   it('plaintext straight to payment-service\'s mesh port is refused at TLS; the PERMISSIVE metrics port answers', async () => {

@@ -123,7 +123,15 @@ export function buildProxyConfig(ctx: BuildContext, w: RegisteredWorkload, gener
         ]
       : w.ports.map((p) => ({ port: p.port, protocol: p.protocol, appPort: p.appPort, ...(p.healthPaths ? { healthPaths: p.healthPaths } : {}) }));
   return {
-    workload: { name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, labels: w.labels, trustDomain: ctx.trustDomain },
+    workload: {
+      name: w.name,
+      namespace: w.namespace,
+      serviceAccount: w.serviceAccount,
+      labels: w.labels,
+      trustDomain: ctx.trustDomain,
+      // In a local mesh a workload is the one backend of the service of its name.
+      ...(w.kind === 'workload' ? { service: `${w.name}.${w.namespace}.svc.cluster.local` } : {}),
+    },
     address: w.address,
     inbound,
     outbound: w.upstreams.map((u) => upstream(ctx, w, u)),

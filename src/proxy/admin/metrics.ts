@@ -17,6 +17,8 @@ export interface RequestLabels {
   readonly destination_principal: string;
   readonly destination_workload: string;
   readonly destination_workload_namespace: string;
+  /** The workload's service host, or 'unknown' when its config names none. */
+  readonly destination_service: string;
   readonly response_code: string;
   readonly connection_security_policy: 'mutual_tls' | 'none';
   readonly request_protocol: string;
@@ -54,8 +56,7 @@ function inboundDefaults(labels: TcpLabels): Record<string, string> {
     reporter: 'destination',
     source_workload: 'unknown',
     source_workload_namespace: principalNamespace(labels.source_principal),
-    destination_service: 'unknown',
-    destination_service_name: 'unknown',
+    destination_service_name: labels.destination_service === 'unknown' ? 'unknown' : labels.destination_service.split('.', 1)[0]!,
     ...labels,
   };
 }
@@ -84,7 +85,7 @@ export function createProxyMetrics(): ProxyMetrics {
     limits,
     request(labels, ms) {
       // The key holds every label that varies; the rest follow from these.
-      const key = `destination\n${labels.source_principal}\n${labels.destination_principal}\n${labels.destination_workload_namespace}\n${labels.destination_workload}\n${labels.response_code}\n${labels.connection_security_policy}\n${labels.request_protocol}`;
+      const key = `destination\n${labels.source_principal}\n${labels.destination_principal}\n${labels.destination_workload_namespace}\n${labels.destination_workload}\n${labels.destination_service}\n${labels.response_code}\n${labels.connection_security_policy}\n${labels.request_protocol}`;
       series.cell(key, () => ({ ...inboundDefaults(labels), response_flags: '-' })).observe(ms);
     },
     tcpOpened: (labels) => opened.inc(inboundDefaults(labels)),

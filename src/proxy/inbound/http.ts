@@ -109,6 +109,7 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
         destination_principal: ctx.selfId,
         destination_workload: w.name,
         destination_workload_namespace: w.namespace,
+        destination_service: w.service ?? 'unknown',
         response_code: code === 'reset' ? '0' : String(code),
         connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
         request_protocol: port.protocol === 'grpc' ? 'grpc' : 'http',

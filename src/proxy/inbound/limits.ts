@@ -357,6 +357,7 @@ export class ListenerLimits {
         destination_principal: ctx.selfId,
         destination_workload: w.name,
         destination_workload_namespace: w.namespace,
+        destination_service: w.service ?? 'unknown',
         response_code: String(status),
         connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
         request_protocol: protocol === 'grpc' ? 'grpc' : 'http',

@@ -19,6 +19,7 @@ export function handleInboundTcp(socket: Duplex, info: ConnectionInfo, port: Inb
     destination_principal: ctx.selfId,
     destination_workload: w.name,
     destination_workload_namespace: w.namespace,
+    destination_service: w.service ?? 'unknown',
     connection_security_policy: info.mtls ? ('mutual_tls' as const) : ('none' as const),
   };
   const log = (d: Decision | null, code: 200 | 'reset'): void =>
