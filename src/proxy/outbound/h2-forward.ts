@@ -9,7 +9,7 @@ import * as http2 from 'node:http2';
 import type { Route } from './route.ts';
 import { UpstreamError } from './dial.ts';
 import { endToEnd } from './headers.ts';
-import { FLAGS, countFailure, failureBody, type ForwardContext } from './http-forward.ts';
+import { FLAGS, countFailure, dialRoute, failureBody, type ForwardContext } from './http-forward.ts';
 import { connectionLabels } from './metrics.ts';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { endClientSpan, startClientSpan } from '../tracing/hop.ts';
@@ -67,57 +67,37 @@ export function forwardH2Stream(
     stream.resume();
   };
 
-  if (plan.kind === 'refuse') {
-    fail(new UpstreamError('tls-mode-unsupported', plan.reason));
-    return;
-  }
-  const picked = route.balancer.pick();
-  if (picked === null) {
-    fail(new UpstreamError('no-endpoint', `${upstream.name} has no endpoints`));
-    return;
-  }
-  endpoint = picked.endpoint;
-  stream.once('close', picked.release);
-  ctx.pool.get(plan, upstream, picked.endpoint).then(
-    (transport) => {
-      if (stream.destroyed) return;
-      if (transport.kind !== 'h2') {
-        fail(new UpstreamError('reset', `the server at ${picked.endpoint.host}:${picked.endpoint.port} does not speak HTTP/2`));
-        return;
-      }
-      peer = transport.peer;
-      let up: http2.ClientHttp2Stream;
-      try {
-        up = transport.session.request({
-          ...endToEnd(headers),
-          ':method': headers[':method'] ?? 'GET',
-          ':path': headers[':path'] ?? '/',
-          ':authority': headers[':authority'] ?? upstream.host,
-          ':scheme': 'http',
-        });
-      } catch (err) {
-        fail(new UpstreamError('reset', err instanceof Error ? err.message : String(err)));
-        return;
-      }
-      let trailers: http2.OutgoingHttpHeaders = {};
-      up.on('trailers', (t) => {
-        trailers = endToEnd(t);
-      });
-      up.on('response', (h) => {
-        status = Number(h[':status'] ?? 502);
-        stream.respond({ ...endToEnd(h), ':status': status }, { waitForTrailers: true });
-        stream.once('wantTrailers', () => stream.sendTrailers(trailers));
-        up.pipe(stream);
-      });
-      up.on('error', (err) => fail(new UpstreamError('reset', `reset by the upstream: ${err.message}`)));
-      up.on('close', () => {
-        if (!stream.headersSent) fail(new UpstreamError('reset', `stream reset by the upstream (code ${up.rstCode})`));
-      });
-      stream.once('close', () => {
-        if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
-      });
-      stream.pipe(up);
-    },
-    (err: unknown) => fail(err instanceof UpstreamError ? err : new UpstreamError('reset', String(err))),
-  );
+  endpoint = dialRoute(ctx, route, stream, fail, (transport, picked) => {
+    if (transport.kind !== 'h2') {
+      fail(new UpstreamError('reset', `the server at ${picked.host}:${picked.port} does not speak HTTP/2`));
+      return;
+    }
+    peer = transport.peer;
+    // A session that went away meanwhile throws here; dialRoute turns that into a 503.
+    const up = transport.session.request({
+      ...endToEnd(headers),
+      ':method': headers[':method'] ?? 'GET',
+      ':path': headers[':path'] ?? '/',
+      ':authority': headers[':authority'] ?? upstream.host,
+      ':scheme': 'http',
+    });
+    let trailers: http2.OutgoingHttpHeaders = {};
+    up.on('trailers', (t) => {
+      trailers = endToEnd(t);
+    });
+    up.on('response', (h) => {
+      status = Number(h[':status'] ?? 502);
+      stream.respond({ ...endToEnd(h), ':status': status }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+      up.pipe(stream);
+    });
+    up.on('error', (err) => fail(new UpstreamError('reset', `reset by the upstream: ${err.message}`)));
+    up.on('close', () => {
+      if (!stream.headersSent) fail(new UpstreamError('reset', `stream reset by the upstream (code ${up.rstCode})`));
+    });
+    stream.once('close', () => {
+      if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+    });
+    stream.pipe(up);
+  });
 }

@@ -137,28 +137,48 @@ export function forwardHttp(
     req.resume();
   };
 
+  endpoint = dialRoute(ctx, route, res, fail, (transport, picked) =>
+    send(transport, req, res, target, fail, picked.host, picked.port, (id) => (peer = id)),
+  );
+}
+
+/**
+ * The first step of forwarding either way: refuse a plan that cannot be
+ * dialed, pick an endpoint (released when `caller` closes), get a transport
+ * to it from the pool, and hand it to `use` if the caller is still there.
+ * Every failure, `use` throwing included, goes to `fail`. Returns the
+ * endpoint picked, for the metrics and the span.
+ */
+export function dialRoute(
+  ctx: ForwardContext,
+  route: Route,
+  caller: { once(event: 'close', listener: () => void): unknown; readonly destroyed: boolean },
+  fail: (err: UpstreamError) => void,
+  use: (transport: Transport, endpoint: UpstreamEndpoint) => void,
+): UpstreamEndpoint | null {
+  const { upstream, plan } = route;
   if (plan.kind === 'refuse') {
     fail(new UpstreamError('tls-mode-unsupported', plan.reason));
-    return;
+    return null;
   }
   const picked = route.balancer.pick();
   if (picked === null) {
     fail(new UpstreamError('no-endpoint', `${upstream.name} has no endpoints`));
-    return;
+    return null;
   }
-  endpoint = picked.endpoint;
-  res.once('close', picked.release);
+  caller.once('close', picked.release);
   ctx.pool.get(plan, upstream, picked.endpoint).then(
     (transport) => {
-      if (res.destroyed) return;
+      if (caller.destroyed) return;
       try {
-        send(transport, req, res, target, fail, picked.endpoint.host, picked.endpoint.port, (id) => (peer = id));
+        use(transport, picked.endpoint);
       } catch (err) {
         fail(failureOf(err));
       }
     },
     (err: unknown) => fail(failureOf(err)),
   );
+  return picked.endpoint;
 }
 
 function send(
