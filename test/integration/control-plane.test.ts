@@ -17,6 +17,9 @@ import { ControlPlane } from '../../src/control/control-plane.ts';
 import { WorkloadAgent } from '../../src/identity/agent/index.ts';
 import { ConfigClient } from '../../src/proxy/config-client.ts';
 import { ManagedProxy } from '../../src/proxy/managed-proxy.ts';
+import { Client, credentials, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { CONFIG_STREAM_PATH, configService, type ConfigRequest, type ConfigResponse } from '../../src/api/config-messages.ts';
+import { checkCaIdentity } from '../../src/identity/agent/ca-client.ts';
 import { freePort, get } from '../support/http.ts';
 import { until } from '../support/wait.ts';
 
@@ -165,6 +168,26 @@ workloads:
     await until('a refusal', () => (reasons.length > 0 ? true : undefined));
     assert.equal(applied, 0);
     assert.match(reasons[0]!, /PERMISSION_DENIED|is not demo\/b/);
+  });
+
+  it('refuses a stream without a client certificate: a bootstrap token buys a certificate, not a config', async () => {
+    const channel = credentials.createSsl(Buffer.from(cp.caServer.trustBundlePem()), null, null, {
+      checkServerIdentity: (_host, cert) => checkCaIdentity(cert, cp.caServer.identity),
+    });
+    const raw = new Client(cp.caServer.address, channel, { 'grpc.ssl_target_name_override': 'meshward-ca' });
+    try {
+      const method = configService().Stream!;
+      const call = raw.makeBidiStreamRequest<ConfigRequest, ConfigResponse>(CONFIG_STREAM_PATH, method.requestSerialize, method.responseDeserialize);
+      let pushes = 0;
+      call.on('data', () => (pushes += 1));
+      const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
+      call.write({ workload: 'demo/b', node_id: 'x', version_info: '', response_nonce: '', error_detail: '', registration_json: '' });
+      const err = await ended;
+      assert.equal(err.code, grpcStatus.UNAUTHENTICATED);
+      assert.equal(pushes, 0);
+    } finally {
+      raw.close();
+    }
   });
 
   it('a NACK is visible in status and metrics, and the next ACK clears it', async () => {
