@@ -7,6 +7,7 @@
 // The first refusal wins. The engine is compiled once per configuration;
 // `check` reads only compiled state and never throws on request input.
 
+import { h2Upgrade } from './destination/h2-upgrade.ts';
 import type { ResourceSet } from '../api/resources.ts';
 import type { MeshConfig } from '../api/mesh-config.ts';
 import { parseIp } from '../lib/cidr.ts';
@@ -113,6 +114,11 @@ export class PolicyEngine {
   /** The mode STRICT/PERMISSIVE/DISABLE in force on a workload port, and which policy set it. */
   peerMode(destination: DestinationWorkload) {
     return this.#peerViews.get(destination.namespace, destination.labels).modeForPort(destination.port);
+  }
+
+  /** Whether a client sidecar in `clientNamespace` carries HTTP/1.1 to `host:port` as HTTP/2 (DestinationRule h2UpgradePolicy). */
+  h2Upgrade(clientNamespace: string, host: string, port: number): boolean {
+    return h2Upgrade(this.#destinations.rules, clientNamespace, host, port);
   }
 
   /** How a client sidecar in `clientNamespace` would send to `host:port` (DestinationRule, auto mTLS). */

@@ -5,6 +5,7 @@
 // replaced whole by `update`; connections and requests keep the snapshot
 // they began with.
 
+import { H1Pool } from './http1/pool.ts';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
@@ -114,6 +115,9 @@ function compile(config: ProxyConfig, jwksResolver: JwksResolver): ProxySnapshot
   return Object.freeze({ config, engine: new PolicyEngine(loaded.resources, mesh, { jwksResolver }) });
 }
 
+/** The longest an idle connection to the app is kept when the app announces no keep-alive timeout. */
+const APP_IDLE_MS = 60_000;
+
 export class WorkloadProxy {
   readonly metrics: ProxyMetrics;
   #snapshot: ProxySnapshot;
@@ -121,6 +125,8 @@ export class WorkloadProxy {
   readonly #options: WorkloadProxyOptions;
   readonly #listeners = new Map<number, InboundListener>();
   readonly #appAgent = new Agent({ keepAlive: true });
+  // Node's http.Agent keeps idle sockets until the app closes them; so does this pool, bounded by the app's Keep-Alive hint.
+  readonly #appPool = new H1Pool(APP_IDLE_MS);
   readonly #h2Sessions = new Map<number, ClientHttp2Session>();
   readonly #ctx: InboundContext;
   readonly #router: OutboundRouter;
@@ -144,6 +150,7 @@ export class WorkloadProxy {
       log: options.accessLog ?? stderrAccessLog,
       selfId: `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,
       appAgent: this.#appAgent,
+      appPool: this.#appPool,
       h2Session: (port) => this.#h2Session(port),
       connections: new DownstreamConnections(this.metrics.limits),
       tracer: () => this.#tracer,
@@ -316,6 +323,7 @@ export class WorkloadProxy {
     for (const s of this.#h2Sessions.values()) s.destroy();
     this.#h2Sessions.clear();
     this.#appAgent.destroy();
+    this.#appPool.destroy();
   }
 
   /** Inbound listeners' address; fixed for the proxy's life. */

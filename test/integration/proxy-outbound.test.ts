@@ -136,6 +136,18 @@ async function meshHttpServer(leaf: TestLeaf, opts: { h1Only?: boolean; handler?
   };
 }
 
+/** An engine whose DestinationRule has HTTP/1.1 carried as HTTP/2 to the foo services (h2UpgradePolicy UPGRADE). */
+function upgraded(): PolicyEngine {
+  return engineFrom(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: upgrade, namespace: foo }
+spec:
+  host: "*.foo.svc.cluster.local"
+  trafficPolicy: { connectionPool: { http: { h2UpgradePolicy: UPGRADE } } }
+`);
+}
+
 function upstream(name: string, ports: number[], o: Partial<Upstream> = {}, identities: string[] = [PAYMENT_ID]): Upstream {
   return {
     name,
@@ -218,7 +230,7 @@ after(async () => {
 describe('outbound router: HTTP over mTLS', () => {
   it('carries an app request on its local port as HTTP/2 over mTLS, presenting the workload SVID', async () => {
     const remote = await meshHttpServer(payment);
-    const { port, registry } = await startRouter([upstream('payment', [remote.port])]);
+    const { port, registry } = await startRouter([upstream('payment', [remote.port])], { engine: upgraded() });
     const reply = await request(port('payment'), {
       method: 'POST',
       path: '/pay?id=7',
@@ -262,16 +274,53 @@ describe('outbound router: HTTP over mTLS', () => {
 
   it('reuses one multiplexed connection for concurrent requests to an endpoint', async () => {
     const remote = await meshHttpServer(payment);
-    const { port } = await startRouter([upstream('payment', [remote.port])]);
+    const { port } = await startRouter([upstream('payment', [remote.port])], { engine: upgraded() });
     const replies = await Promise.all([1, 2, 3, 4].map((i) => request(port('payment'), { path: `/${i}` })));
     assert.deepEqual(replies.map((r) => r.status), [200, 200, 200, 200]);
     assert.equal(remote.seen.length, 4);
     assert.equal(remote.connections(), 1);
   });
 
+  it('by default (h2UpgradePolicy unset) carries HTTP/1.1 as HTTP/1.1 over one kept-alive mTLS connection', async () => {
+    const remote = await meshHttpServer(payment);
+    const { port, registry } = await startRouter([upstream('payment', [remote.port])]);
+    for (let i = 0; i < 10; i++) {
+      const reply = await request(port('payment'), { method: 'POST', path: `/pay/${i}?x=1`, headers: { 'x-keep': 'yes', 'proxy-authorization': 'Basic c2VjcmV0' }, body: `n=${i}` });
+      assert.equal(reply.status, 200, reply.body);
+      assert.equal(reply.body, `hello ${CLIENT_ID}`);
+    }
+    assert.equal(remote.seen.length, 10);
+    assert.ok(remote.seen.every((s, i) => s.httpVersion === '1.1' && s.peer === CLIENT_ID && s.path === `/pay/${i}?x=1` && s.body === `n=${i}`));
+    assert.equal(remote.seen[0]!.headers['x-keep'], 'yes');
+    assert.equal(remote.seen[0]!.headers['proxy-authorization'], undefined, 'hop-by-hop headers stay on the app\'s hop');
+    assert.equal(remote.connections(), 1, 'sequential requests share one connection');
+    assert.equal(await counter(registry, 'istio_requests_total', { reporter: 'source', response_code: '200', connection_security_policy: 'mutual_tls' }), 10);
+    // Concurrent requests each take a connection of their own.
+    const replies = await Promise.all([1, 2, 3].map((i) => request(port('payment'), { path: `/c${i}` })));
+    assert.deepEqual(replies.map((r) => r.status), [200, 200, 200]);
+    assert.ok(remote.connections() >= 2 && remote.connections() <= 4, `${remote.connections()} connections`);
+  });
+
+  it('hands a request it does not take whole (a chunked body) to the full path, which delivers it', async () => {
+    const remote = await meshHttpServer(payment);
+    const { port } = await startRouter([upstream('payment', [remote.port])]);
+    const reply = await new Promise<Reply>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: port('payment'), path: '/chunked', method: 'POST', agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      });
+      req.on('error', reject);
+      req.write('part one, ');
+      setTimeout(() => req.end('part two'), 20);
+    });
+    assert.equal(reply.status, 200);
+    assert.equal(remote.seen.at(-1)!.body, 'part one, part two');
+  });
+
   it('falls back to HTTP/1.1 when the server does not select h2', async () => {
     const remote = await meshHttpServer(payment, { h1Only: true });
-    const { port } = await startRouter([upstream('payment', [remote.port])]);
+    const { port } = await startRouter([upstream('payment', [remote.port])], { engine: upgraded() });
     const first = await request(port('payment'), { method: 'PUT', path: '/a', body: 'one' });
     const second = await request(port('payment'), { path: '/b' });
     assert.deepEqual([first.status, second.status], [200, 200]);
@@ -286,7 +335,7 @@ describe('outbound router: HTTP over mTLS', () => {
   // a connection pool of its own: the agent must hold the TLS options.
   it('keeps one HTTP/1.1 connection alive for sequential requests to a server without h2', async () => {
     const remote = await meshHttpServer(payment, { h1Only: true });
-    const { port, registry } = await startRouter([upstream('payment', [remote.port])]);
+    const { port, registry } = await startRouter([upstream('payment', [remote.port])], { engine: upgraded() });
     for (let i = 0; i < 20; i++) {
       // agent: false makes the app send Connection: close, which is its hop, not the upstream's.
       const reply = await request(port('payment'), { path: `/${i}` });

@@ -7,6 +7,7 @@ import type { ProxyMetrics } from '../admin/metrics.ts';
 import type { ProxySnapshot } from '../snapshot.ts';
 import type { DownstreamConnections } from './limits.ts';
 import type { Tracer } from '../tracing/tracer.ts';
+import type { H1Pool } from '../http1/pool.ts';
 
 /** Facts about one downstream connection, fixed when it is accepted. */
 export interface ConnectionInfo {
@@ -32,6 +33,8 @@ export interface InboundContext {
   readonly selfId: string;
   /** Keep-alive connections to the app for HTTP/1.1. */
   readonly appAgent: Agent;
+  /** Keep-alive connections to the app for the HTTP/1.1 fast lane, keyed by app port. */
+  readonly appPool: H1Pool;
   /** A shared HTTP/2 (h2c) session to the app on `appPort`. */
   h2Session(appPort: number): ClientHttp2Session;
   /** Downstream connections open across the proxy's inbound ports (limits.ts). */

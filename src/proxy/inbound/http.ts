@@ -10,7 +10,7 @@ import type { AccessLogEntry } from '../access-log.ts';
 import type { Decision } from '../../policy/decision.ts';
 import { destinationOf } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
-import { limitHit } from './limits.ts';
+import { limitHit, type LimitHit } from './limits.ts';
 import { endServerSpan, startServerSpan } from '../tracing/hop.ts';
 import type { Span } from '../tracing/tracer.ts';
 
@@ -101,46 +101,11 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
     // A limit that cut the request short (limits.ts) answered the peer itself: log what it sent, and which limit.
     const hit = limitHit(req);
     if (hit !== undefined && code === 'reset') code = hit.status;
-    const ms = performance.now() - started;
-    const w = snap.config.workload;
-    ctx.metrics.request(
-      {
-        source_principal: info.principal === null ? 'unknown' : `spiffe://${info.principal}`,
-        destination_principal: ctx.selfId,
-        destination_workload: w.name,
-        destination_workload_namespace: w.namespace,
-        destination_service: w.service ?? 'unknown',
-        response_code: code === 'reset' ? '0' : String(code),
-        connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
-        request_protocol: port.protocol === 'grpc' ? 'grpc' : 'http',
-      },
-      ms,
-    );
+    recordInbound(ctx, info, port, started, method, path, code, d, bypass, hit, span?.traceId);
     if (span !== null) {
       const ua = req.headers['user-agent'];
       endServerSpan(span, code, { method, host, path, port: info.port, httpVersion: req.httpVersion, principal: info.principal, remoteIp: info.remoteIp, userAgent: ua }, d, bypass);
     }
-    // Built in the order of the JSON line, the optional fields added where they belong (no spreads).
-    const entry: { -readonly [K in keyof AccessLogEntry]?: AccessLogEntry[K] } = {
-      time: new Date().toISOString(),
-      workload: `${w.namespace}/${w.name}`,
-      port: info.port,
-      protocol: port.protocol,
-      method,
-      path,
-      responseCode: code,
-      decision: bypass ? 'BYPASS' : (d?.decision ?? 'ALLOW'),
-      stage: d?.stage ?? null,
-      policy: d?.policy ?? null,
-      principal: info.principal,
-      requestPrincipal: d?.requestPrincipal ?? null,
-    };
-    if (d !== null && d.decision === 'DENY') entry.reason = d.reason;
-    entry.durationMs = Math.round(ms * 1000) / 1000;
-    entry.mtls = info.mtls;
-    if (hit !== undefined) entry.limit = hit.limit;
-    if (span !== null) entry.traceId = span.traceId;
-    ctx.log(entry as AccessLogEntry);
   };
 
   // Probes rewritten by Istio reach the app in plaintext even under STRICT,
@@ -180,12 +145,73 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
 }
 
 /**
+ * The request metric and access log entry of one inbound request, however
+ * it ended (`reset`: no response). Shared by both HTTP/1.1 paths and HTTP/2.
+ */
+export function recordInbound(
+  ctx: InboundContext,
+  info: ConnectionInfo,
+  port: InboundPort,
+  started: number,
+  method: string,
+  path: string,
+  code: number | 'reset',
+  d: Decision | null,
+  bypass: boolean,
+  hit?: LimitHit,
+  traceId?: string,
+): void {
+  const ms = performance.now() - started;
+  const w = info.snapshot.config.workload;
+  ctx.metrics.request(
+    {
+      source_principal: info.principal === null ? 'unknown' : `spiffe://${info.principal}`,
+      destination_principal: ctx.selfId,
+      destination_workload: w.name,
+      destination_workload_namespace: w.namespace,
+      destination_service: w.service ?? 'unknown',
+      response_code: code === 'reset' ? '0' : String(code),
+      connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
+      request_protocol: port.protocol === 'grpc' ? 'grpc' : 'http',
+    },
+    ms,
+  );
+  // Built in the order of the JSON line, the optional fields added where they belong (no spreads).
+  const entry: { -readonly [K in keyof AccessLogEntry]?: AccessLogEntry[K] } = {
+    time: new Date().toISOString(),
+    workload: `${w.namespace}/${w.name}`,
+    port: info.port,
+    protocol: port.protocol,
+    method,
+    path,
+    responseCode: code,
+    decision: bypass ? 'BYPASS' : (d?.decision ?? 'ALLOW'),
+    stage: d?.stage ?? null,
+    policy: d?.policy ?? null,
+    principal: info.principal,
+    requestPrincipal: d?.requestPrincipal ?? null,
+  };
+  if (d !== null && d.decision === 'DENY') entry.reason = d.reason;
+  entry.durationMs = Math.round(ms * 1000) / 1000;
+  entry.mtls = info.mtls;
+  if (hit !== undefined) entry.limit = hit.limit;
+  if (traceId !== undefined) entry.traceId = traceId;
+  ctx.log(entry as AccessLogEntry);
+}
+
+/** The x-forwarded-client-cert value for a request on an mTLS connection (Envoy's By/Hash/URI form); null without one. */
+export function xfccOf(ctx: InboundContext, info: ConnectionInfo): string | null {
+  if (!info.mtls || info.principal === null || info.peerCertHash === null) return null;
+  return `By=${ctx.selfId};Hash=${info.peerCertHash};URI=spiffe://${info.principal}`;
+}
+
+/**
  * The app receives the path the policy was checked against, as Envoy
  * forwards its normalized :path: an app that resolved `..` or merged
  * slashes itself could otherwise reach what the policy denied. The query
  * is kept as sent; a fragment is never sent on.
  */
-function forwardedTarget(raw: string, normalized: string | undefined): string {
+export function forwardedTarget(raw: string, normalized: string | undefined): string {
   if (normalized === undefined) return raw;
   let end = 0;
   while (end < normalized.length) {
@@ -219,9 +245,8 @@ function forward(
     if (m.op === 'remove') delete headers[m.name.toLowerCase()];
     else headers[m.name.toLowerCase()] = m.value;
   }
-  if (info.mtls && info.principal !== null && info.peerCertHash !== null) {
-    headers[XFCC] = `By=${ctx.selfId};Hash=${info.peerCertHash};URI=spiffe://${info.principal}`;
-  }
+  const xfcc = xfccOf(ctx, info);
+  if (xfcc !== null) headers[XFCC] = xfcc;
   // The app sees the proxy's span as its parent.
   if (span !== null) span.inject(headers);
   const unreachable = (): void => {

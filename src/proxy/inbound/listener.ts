@@ -19,6 +19,7 @@ import { destinationOf, inboundPort } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
 import { handleInboundRequest } from './http.ts';
 import { handleInboundTcp } from './tcp.ts';
+import { InboundFastLane, type LaneHost } from './fast-h1.ts';
 import { h2ServerOptions, limitsOf, ListenerLimits } from './limits.ts';
 
 const TLS_HANDSHAKE = 0x16;
@@ -48,11 +49,13 @@ export class InboundListener {
   readonly #helloAt = new Map<string, number>();
   #pendingSession: ConnectionInfo | undefined;
   /** The external TLS server of an ingress port, built for the `tls` setting it was read from. */
+  readonly #lane: LaneHost;
   #ingress: { readonly tls: NonNullable<InboundPort['tls']>; readonly server: TlsServer } | undefined;
 
   private constructor(port: number, material: MtlsMaterial, ctx: InboundContext) {
     this.port = port;
     this.#ctx = ctx;
+    this.#lane = { ctx, port, handOff: (s, pending) => this.#handOff(s, pending) };
     this.#h2 = createH2Server(h2ServerOptions(limitsOf(ctx)));
     this.#limits = new ListenerLimits(ctx, this.#h1, (s) => this.#conn.get(s));
     this.#mtls = createMtlsServer(material, {
@@ -249,9 +252,20 @@ export class InboundListener {
         this.#pendingSession = undefined;
       }
     } else {
-      this.#limits.configureH1();
-      this.#h1.emit('connection', socket);
+      new InboundFastLane(socket, info, this.#lane);
     }
+  }
+
+  /** Node's HTTP/1.1 server takes a connection the fast lane will not serve, `pending` (the bytes the lane read) first. */
+  #handOff(socket: Duplex, pending: Buffer | null): void {
+    this.#limits.configureH1();
+    // Paused while node's server attaches: resuming then delivers `pending`
+    // before anything the socket reads next (node's parser reads the socket
+    // directly once it has it).
+    socket.pause();
+    if (pending !== null) socket.unshift(pending);
+    this.#h1.emit('connection', socket);
+    socket.resume();
   }
 
   #request(info: ConnectionInfo | undefined, req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void {

@@ -37,7 +37,7 @@ const NO_TRAILERS: http2.ClientSessionRequestOptions = Object.freeze({ waitForTr
 
 export const CONNECT_ERROR_BODY = 'upstream connect error or disconnect/reset before headers';
 
-function failureOf(err: unknown): UpstreamError {
+export function failureOf(err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err;
   const message = err instanceof Error ? err.message : String(err);
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;

@@ -20,6 +20,8 @@ import type * as tls from 'node:tls';
 import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { dial, observeHandshake, presentedId, type DialPlan, type TlsOptionsCache } from './dial.ts';
 import { handshakeObserver, type OutboundMetrics } from './metrics.ts';
+import { H1Pool } from '../http1/pool.ts';
+import type { H1Upstream } from '../http1/upstream.ts';
 
 export type Transport =
   /** `peer`: the SPIFFE ID the server presented, null over plaintext. */
@@ -28,6 +30,9 @@ export type Transport =
   | { readonly kind: 'h1'; readonly agent: http.Agent; readonly secure: boolean };
 
 const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
+const H1_ALPN: readonly string[] = Object.freeze(['http/1.1']);
+/** An idle HTTP/1.1 connection to a peer proxy is closed well inside the peer's idle timeout (default 300 s). */
+const PEER_IDLE_MS = 60_000;
 
 export class ConnectionPool {
   readonly #tlsOptions: TlsOptionsCache;
@@ -37,6 +42,8 @@ export class ConnectionPool {
   readonly #agents = new Map<string, http.Agent>();
   readonly #live = new Set<http2.ClientHttp2Session>();
   readonly #ready = new Map<string, http2.ClientHttp2Session>();
+  /** Kept-alive HTTP/1.1 connections over mTLS, for the fast lane (./fast-h1.ts). */
+  readonly #h1 = new H1Pool(PEER_IDLE_MS);
   #draining = false;
 
   /** `metrics` hears about every TLS handshake the pool makes. */
@@ -84,6 +91,29 @@ export class ConnectionPool {
     this.#sessions.delete(key);
     const h1 = this.#tlsOptions.get(plan, upstream, endpoint, ['http/1.1'])!;
     return { kind: 'h1', agent: this.#agent(key, upstream.host, h1), secure: true };
+  }
+
+  /**
+   * An HTTP/1.1 connection to a mesh endpoint over mTLS for one exchange:
+   * a kept-alive one, or a new one (ALPN http/1.1, secure naming checked
+   * in its handshake as on every dial). Given back with `releaseH1`.
+   * `fresh` skips the kept-alive ones.
+   */
+  async h1(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint, fresh: boolean): Promise<{ readonly key: string; readonly up: H1Upstream }> {
+    const key = `${upstream.name}|${endpoint.host}|${endpoint.port}`;
+    const kept = fresh ? null : this.#h1.take(key);
+    if (kept !== null) return { key, up: kept };
+    const options = this.#tlsOptions.get(plan, upstream, endpoint, H1_ALPN)!;
+    const observer = this.#metrics === undefined ? undefined : handshakeObserver(this.#metrics, upstream.host);
+    const socket = (await dial(endpoint, options, this.#timeoutMs, observer)) as tls.TLSSocket;
+    socket.setNoDelay(true);
+    const up = this.#h1.adopt(socket);
+    up.peer = presentedId(socket);
+    return { key, up };
+  }
+
+  releaseH1(key: string, up: H1Upstream, reusable: boolean, keepAliveMs: number): void {
+    this.#h1.release(key, up, reusable && !this.#draining, keepAliveMs);
   }
 
   /** The endpoint's HTTP/1.1 agent; `tls` (null for plaintext) is used by every connection it opens. */
@@ -147,6 +177,7 @@ export class ConnectionPool {
   /** No new requests on this pool's connections; those in flight finish. */
   drain(): void {
     this.#draining = true;
+    this.#h1.drain();
     this.#sessions.clear();
     this.#ready.clear();
     for (const session of this.#live) session.close();
@@ -160,11 +191,12 @@ export class ConnectionPool {
 
   /** Drained, with no HTTP/2 session left open. */
   get idle(): boolean {
-    return this.#draining && this.#live.size === 0;
+    return this.#draining && this.#live.size === 0 && this.#h1.idle;
   }
 
   /** Closes every connection now. */
   destroy(): void {
+    this.#h1.destroy();
     this.#sessions.clear();
     this.#ready.clear();
     for (const session of this.#live) session.destroy();

@@ -11,6 +11,8 @@ export interface Route {
   readonly upstream: Upstream;
   readonly plan: DialPlan;
   readonly balancer: Balancer;
+  /** HTTP/1.1 from the app travels as HTTP/2 (DestinationRule h2UpgradePolicy UPGRADE); otherwise as HTTP/1.1. */
+  readonly h2Upgrade: boolean;
 }
 
 export class RouteTable {
@@ -23,7 +25,8 @@ export class RouteTable {
     const clientNamespace = config.workload.namespace;
     for (const upstream of config.outbound) {
       const decision = engine.clientTls(clientNamespace, upstream.host, upstream.servicePort, serviceNamespace(upstream.host, clientNamespace));
-      const route: Route = Object.freeze({ upstream, plan: planFor(upstream, decision), balancer: new Balancer(upstream) });
+      const h2Upgrade = engine.h2Upgrade(clientNamespace, upstream.host, upstream.servicePort);
+      const route: Route = Object.freeze({ upstream, plan: planFor(upstream, decision), balancer: new Balancer(upstream), h2Upgrade });
       this.#byName.set(upstream.name, route);
       this.#byHost.set(upstream.name.toLowerCase(), route);
       this.#byHost.set(upstream.host.toLowerCase(), route);

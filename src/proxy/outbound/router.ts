@@ -33,6 +33,8 @@ import { createOutboundMetrics, type OutboundMetrics, type Source } from './metr
 import { ConnectionPool } from './pool.ts';
 import { RouteTable, type Route } from './route.ts';
 import { forwardTcp } from './tcp-forward.ts';
+import { OutboundFastLane } from './fast-h1.ts';
+import type { Duplex } from 'node:stream';
 
 export interface OutboundRouterOptions {
   /** Where the metrics go; a private registry when omitted. */
@@ -262,7 +264,8 @@ export class OutboundRouter {
       server.on('sessionError', () => undefined);
       return { key, server, sockets: this.#track(server) };
     }
-    const server = http.createServer((req, res) => {
+    // Node's server is never listening: it is handed the connections the fast lane gives up.
+    const full = http.createServer((req, res) => {
       const route = this.#table.byName(name);
       if (route === undefined) {
         plainResponse(res, 502, `no upstream ${name}\n`);
@@ -275,7 +278,18 @@ export class OutboundRouter {
       }
       forwardHttp(this.#context, route, req, res, { authority: target.authority ?? route.upstream.host, path: target.path });
     });
-    server.on('clientError', (_err, socket) => socket.destroy());
+    full.on('clientError', (_err, socket) => socket.destroy());
+    const handOff = (socket: Duplex, pending: Buffer | null): void => {
+      // Paused while node's server attaches, so `pending` comes before what the socket reads next.
+      socket.pause();
+      if (pending !== null) socket.unshift(pending);
+      full.emit('connection', socket);
+      socket.resume();
+    };
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      new OutboundFastLane(socket, () => this.#table.byName(name), () => this.#context, handOff);
+    });
     return { key, server, sockets: this.#track(server) };
   }
 

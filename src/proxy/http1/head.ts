@@ -1,0 +1,316 @@
+// HTTP/1.1 message heads, parsed strictly from a buffer, for the proxy's
+// fast lane (./README in docs/inbound.md, "The HTTP/1.1 fast lane"). The
+// lane serves only the messages it can frame without doubt; anything else
+// is not parsed here but handed to node's own HTTP/1.1 server, which
+// answers or refuses it with its full rules. So a request head is taken
+// only when it is complete, in origin form, HTTP/1.1, framed by nothing or
+// by one Content-Length, with exactly one Host, every line ending in CRLF,
+// and no obs-fold, Transfer-Encoding, Upgrade, Expect or connection option
+// but keep-alive and close. Ambiguity is never resolved here: it goes to
+// the parser that has every rule (request smuggling lives in the gaps
+// between two parsers' readings of one message).
+//
+//   const head = parseRequestHead(buf, 0, 16_384, 100);
+//   if (typeof head === 'string') … // 'incomplete' or 'unsupported'
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HTAB = 0x09;
+const COLON = 0x3a;
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+// RFC 9110 §5.6.2 tchar, as a lookup table built once.
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
+
+// Field-value bytes (RFC 9110 §5.5): VCHAR, obs-text, SP, HTAB. No CTL, no DEL.
+const VALUE = new Uint8Array(256);
+for (let c = 0x20; c <= 0x7e; c++) VALUE[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 1;
+VALUE[HTAB] = 1;
+
+// Request-target bytes: visible ASCII only (no SP, no CTL, no obs-text).
+const TARGET = new Uint8Array(256);
+for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1;
+
+export type HeadResult = 'incomplete' | 'unsupported';
+
+export interface RequestHead {
+  readonly method: string;
+  /** The origin-form target as sent (path and query). */
+  readonly target: string;
+  /** Lower-case names and their values, in order, without Host (hop-by-hop ones included: see `hopByHop`). */
+  readonly names: string[];
+  readonly values: string[];
+  readonly host: string;
+  readonly userAgent: string | undefined;
+  /** The body's length: 0 when the request has none. */
+  readonly contentLength: number;
+  /** The caller asked to close the connection after this exchange. */
+  readonly close: boolean;
+  /** Offset just past the head's empty line. */
+  readonly end: number;
+  /** Header fields the caller sent (for the header-count limit), hop-by-hop ones included. */
+  readonly count: number;
+}
+
+export interface ResponseHead {
+  readonly status: number;
+  /** The status line and end-to-end headers, re-serialized, without the final empty line. */
+  readonly lines: string;
+  /** Body framing, from RFC 9112 §6.3 (the request's method is applied by the caller). */
+  readonly framing: 'length' | 'chunked' | 'close';
+  readonly contentLength: number;
+  /** The server will close after this response (HTTP/1.0 without keep-alive, or Connection: close); a `close` framing closes as well. */
+  readonly close: boolean;
+  /** The idle timeout the server announced in Keep-Alive, or -1. */
+  readonly keepAliveMs: number;
+  readonly end: number;
+}
+
+/** Whether `name` (lower case) is a hop-by-hop header this proxy never forwards (RFC 9110 §7.6.1). */
+export function hopByHop(name: string): boolean {
+  switch (name) {
+    case 'connection':
+    case 'keep-alive':
+    case 'proxy-connection':
+    case 'proxy-authenticate':
+    case 'proxy-authorization':
+    case 'te':
+    case 'upgrade':
+    case 'http2-settings':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Connection options this lane understands; anything else names headers it would have to drop, and goes to the full parser. */
+function connectionOption(value: string): 'close' | 'keep-alive' | 'other' {
+  let close = false;
+  let start = 0;
+  for (let i = 0; i <= value.length; i++) {
+    if (i < value.length && value.charCodeAt(i) !== 0x2c /* , */) continue;
+    const token = value.slice(start, i).trim().toLowerCase();
+    start = i + 1;
+    if (token === 'close') close = true;
+    else if (token !== 'keep-alive' && token !== '') return 'other';
+  }
+  return close ? 'close' : 'keep-alive';
+}
+
+/** A decimal Content-Length of at most 15 digits, or -1. */
+function decimal(value: string): number {
+  if (value.length === 0 || value.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const d = value.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** The index of the first byte of the line after the one at `start`, requiring CRLF; -1 for a bare LF or CR. */
+function lineEnd(buf: Buffer, start: number, limit: number): number {
+  const lf = buf.indexOf(LF, start);
+  if (lf < 0 || lf > limit || lf === start || buf[lf - 1] !== CR) return -1;
+  return lf - 1;
+}
+
+/**
+ * Parses the field lines from `start` up to `headEnd` (the first CR of the
+ * final CRLFCRLF) into `names`/`values`; returns false on anything outside
+ * the strict grammar. `on` sees every field, hop-by-hop ones included, and
+ * decides whether it is kept.
+ */
+function fields(buf: Buffer, start: number, headEnd: number, on: (name: string, value: string) => boolean): boolean {
+  let at = start;
+  while (at < headEnd + 2) {
+    const eol = lineEnd(buf, at, headEnd + 2);
+    if (eol < 0) return false;
+    // obs-fold, and whitespace before the colon, are what smuggling is made of.
+    let colon = -1;
+    for (let i = at; i < eol; i++) {
+      const c = buf[i]!;
+      if (c === COLON) {
+        colon = i;
+        break;
+      }
+      if (TCHAR[c] === 0) return false;
+    }
+    if (colon <= at) return false;
+    let vs = colon + 1;
+    let ve = eol;
+    while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
+    while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
+    for (let i = vs; i < ve; i++) if (VALUE[buf[i]!] === 0) return false;
+    if (!on(buf.toString('latin1', at, colon).toLowerCase(), buf.toString('latin1', vs, ve))) return false;
+    at = eol + 2;
+  }
+  return true;
+}
+
+/**
+ * The request head at `start` of `buf`, or 'incomplete' (no empty line yet,
+ * and under `maxBytes`), or 'unsupported' (for node's full parser: over a
+ * limit, outside the strict subset, or malformed).
+ */
+export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, maxCount: number): RequestHead | HeadResult {
+  const headEnd = buf.indexOf(CRLFCRLF, start);
+  if (headEnd < 0) return buf.length - start > maxBytes ? 'unsupported' : 'incomplete';
+  if (headEnd - start > maxBytes) return 'unsupported';
+  // Request line: method SP origin-form SP HTTP/1.1 CRLF.
+  const lineStop = lineEnd(buf, start, headEnd + 2);
+  if (lineStop < 0) return 'unsupported';
+  let i = start;
+  while (i < lineStop && TCHAR[buf[i]!] === 1) i++;
+  if (i === start || buf[i] !== SP) return 'unsupported';
+  const method = buf.toString('latin1', start, i);
+  if (method === 'CONNECT') return 'unsupported';
+  const targetStart = i + 1;
+  if (buf[targetStart] !== 0x2f /* / */) return 'unsupported';
+  let j = targetStart;
+  while (j < lineStop && TARGET[buf[j]!] === 1) j++;
+  if (buf[j] !== SP || lineStop - j - 1 !== 8 || buf.toString('latin1', j + 1, lineStop) !== 'HTTP/1.1') return 'unsupported';
+  const target = buf.toString('latin1', targetStart, j);
+
+  const names: string[] = [];
+  const values: string[] = [];
+  let host: string | undefined;
+  let hosts = 0;
+  let userAgent: string | undefined;
+  let contentLength = -1;
+  let close = false;
+  let count = 0;
+  const ok = fields(buf, lineStop + 2, headEnd, (name, value) => {
+    count++;
+    switch (name) {
+      case 'host':
+        hosts++;
+        host = value;
+        return true;
+      case 'content-length': {
+        const n = decimal(value);
+        if (n < 0 || contentLength >= 0) return false;
+        contentLength = n;
+        break;
+      }
+      case 'transfer-encoding':
+      case 'upgrade':
+      case 'expect':
+      case 'http2-settings':
+        return false;
+      case 'connection': {
+        const option = connectionOption(value);
+        if (option === 'other') return false;
+        if (option === 'close') close = true;
+        break;
+      }
+      case 'user-agent':
+        userAgent = value;
+        break;
+    }
+    names.push(name);
+    values.push(value);
+    return true;
+  });
+  if (!ok || hosts !== 1 || count > maxCount) return 'unsupported';
+  return { method, target, names, values, host: host!, userAgent, contentLength: contentLength < 0 ? 0 : contentLength, close, end: headEnd + 4, count };
+}
+
+/**
+ * The response head at `start` of `buf`. Returns 'incomplete' until the
+ * empty line arrives (and `maxBytes` is not passed), and 'unsupported' for a
+ * response this proxy will not relay (the caller answers 502). Interim 1xx
+ * responses are not handled here: the caller skips them.
+ */
+export function parseResponseHead(buf: Buffer, start: number, maxBytes: number): ResponseHead | HeadResult {
+  const headEnd = buf.indexOf(CRLFCRLF, start);
+  if (headEnd < 0) return buf.length - start > maxBytes ? 'unsupported' : 'incomplete';
+  if (headEnd - start > maxBytes) return 'unsupported';
+  const lineStop = lineEnd(buf, start, headEnd + 2);
+  // "HTTP/1.x NNN" at least.
+  if (lineStop < 0 || lineStop - start < 12) return 'unsupported';
+  const version = buf.toString('latin1', start, start + 9);
+  const http10 = version === 'HTTP/1.0 ';
+  if (!http10 && version !== 'HTTP/1.1 ') return 'unsupported';
+  let status = 0;
+  for (let k = start + 9; k < start + 12; k++) {
+    const d = buf[k]! - 0x30;
+    if (d < 0 || d > 9) return 'unsupported';
+    status = status * 10 + d;
+  }
+  if (status < 100 || (lineStop > start + 12 && buf[start + 12] !== SP)) return 'unsupported';
+  for (let k = start + 12; k < lineStop; k++) if (VALUE[buf[k]!] === 0) return 'unsupported';
+
+  let contentLength = -1;
+  let chunked = false;
+  let otherCoding = false;
+  let close = http10;
+  const named: string[] = [];
+  let keepAliveMs = -1;
+  const names: string[] = [];
+  const values: string[] = [];
+  const ok = fields(buf, lineStop + 2, headEnd, (name, value) => {
+    switch (name) {
+      case 'content-length': {
+        const n = decimal(value);
+        // Repeated identical values are allowed (RFC 9110 §8.6); different ones are not.
+        if (n < 0 || (contentLength >= 0 && n !== contentLength)) return false;
+        if (contentLength >= 0) return true;
+        contentLength = n;
+        break;
+      }
+      case 'transfer-encoding': {
+        // Passed on as sent: the body's framing crosses this proxy unchanged.
+        const last = value.slice(value.lastIndexOf(',') + 1).trim().toLowerCase();
+        if (last === 'chunked' && !chunked) chunked = true;
+        else otherCoding = true;
+        break;
+      }
+      case 'keep-alive': {
+        // The server's idle timeout for this connection: the pool stops reusing it before then.
+        const at = value.toLowerCase().indexOf('timeout=');
+        if (at >= 0) {
+          const seconds = Number.parseInt(value.slice(at + 8), 10);
+          if (seconds >= 0) keepAliveMs = seconds * 1000;
+        }
+        return true;
+      }
+      case 'connection': {
+        for (const token of value.split(',')) {
+          const t = token.trim().toLowerCase();
+          if (t === 'close') close = true;
+          else if (t === 'keep-alive') {
+            if (http10) close = false;
+          } else if (t !== '') named.push(t);
+        }
+        return true;
+      }
+      default:
+        if (hopByHop(name)) return true;
+    }
+    names.push(name);
+    values.push(value);
+    return true;
+  });
+  if (!ok) return 'unsupported';
+  // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a coding
+  // other than one final chunked is read until the server closes.
+  const framing = chunked && !otherCoding ? 'chunked' : chunked || otherCoding ? 'close' : contentLength >= 0 ? 'length' : 'close';
+  // Re-serialized as HTTP/1.1 towards the caller, with the reason as sent,
+  // without the headers the upstream's Connection named.
+  let lines = `HTTP/1.1 ${buf.toString('latin1', start + 9, lineStop)}`;
+  for (let k = 0; k < names.length; k++) {
+    const name = names[k]!;
+    if (name === 'content-length' && framing !== 'length') continue;
+    if (named.length > 0 && named.includes(name)) continue;
+    lines += `\r\n${name}: ${values[k]}`;
+  }
+  return { status, lines, framing, contentLength: framing === 'length' ? contentLength : -1, close, keepAliveMs, end: headEnd + 4 };
+}

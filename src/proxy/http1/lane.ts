@@ -1,0 +1,165 @@
+// One downstream HTTP/1.1 connection on the proxy's fast lane, the part both
+// directions share: read requests, take each whose head (and body) has
+// arrived whole and parses in the strict subset (./head.ts), one at a time,
+// in order; hand the connection to node's HTTP/1.1 server for good at the
+// first that does not, with the bytes already read. The direction
+// (inbound/fast-h1.ts, outbound/fast-h1.ts) serves each request it takes.
+
+import type { Duplex } from 'node:stream';
+import { parseRequestHead, type RequestHead } from './head.ts';
+import type { H1Upstream } from './upstream.ts';
+
+/** Bytes read ahead of the request in progress before the connection stops reading. */
+const MAX_READ_AHEAD = 64 * 1024;
+const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+
+export interface LaneLimits {
+  readonly maxHeadBytes: number;
+  readonly maxHeaders: number;
+  readonly idleMs: number;
+}
+
+export abstract class DownstreamLane {
+  protected readonly socket: Duplex;
+  /** The exchange in flight, aborted when the downstream goes away. */
+  protected upstream: H1Upstream | null = null;
+  readonly #handOff: (socket: Duplex, pending: Buffer | null) => void;
+  #buf: Buffer | null = null;
+  #busy = false;
+  #closing = false;
+  #gone = false;
+  #idle: NodeJS.Timeout | null = null;
+  readonly #onData = (chunk: Buffer): void => this.#data(chunk);
+  readonly #onClose = (): void => this.#closed();
+  readonly #onEnd = (): void => this.#ended();
+
+  /** `handOff`: node's HTTP/1.1 server takes the connection, `pending` first. */
+  constructor(socket: Duplex, handOff: (socket: Duplex, pending: Buffer | null) => void) {
+    this.socket = socket;
+    this.#handOff = handOff;
+    socket.on('data', this.#onData);
+    socket.on('close', this.#onClose);
+    socket.on('end', this.#onEnd);
+  }
+
+  /** The limits in force for the next request, or null to hand the connection over (a feature only the full path has). */
+  protected abstract limits(): LaneLimits | null;
+
+  /** Serves one whole request; must end in `done()`, or destroy the socket. */
+  protected abstract serve(head: RequestHead, body: Buffer | null): void;
+
+  /** The connection sat idle for the idle timeout and is being closed. */
+  protected abstract idleTimedOut(): void;
+
+  /** The downstream connection is gone. */
+  protected get gone(): boolean {
+    return this.#gone;
+  }
+
+  /** The connection ends after the response in progress. */
+  protected get closing(): boolean {
+    return this.#closing;
+  }
+
+  protected closeAfterResponse(): void {
+    this.#closing = true;
+  }
+
+  /** A response of the proxy's own. */
+  protected answer(status: number, text: string, extra = ''): void {
+    const close = this.#closing ? '\r\nconnection: close' : '';
+    this.socket.write(
+      `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}${extra}${close}\r\n\r\n${text}`,
+      'latin1',
+    );
+  }
+
+  /** The exchange is over: the next request, or the end of a connection asked to close. */
+  protected done(): void {
+    this.#busy = false;
+    if (this.#closing) {
+      this.socket.end();
+      return;
+    }
+    this.#next();
+  }
+
+  /** Starts serving what has arrived; called once the subclass is built. */
+  protected begin(): void {
+    this.#next();
+  }
+
+  #data(chunk: Buffer): void {
+    this.#buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
+    if (this.#busy) {
+      if (this.#buf.length > MAX_READ_AHEAD) this.socket.pause();
+      return;
+    }
+    this.#next();
+  }
+
+  #closed(): void {
+    this.#gone = true;
+    if (this.#idle !== null) clearTimeout(this.#idle);
+    this.upstream?.abort();
+  }
+
+  /**
+   * The caller has finished sending (listeners allow half-open connections,
+   * for TCP): what it sent whole is still answered, then the connection
+   * ends, as node's server does.
+   */
+  #ended(): void {
+    this.#closing = true;
+    if (!this.#busy) {
+      this.#buf = null;
+      this.socket.end();
+    }
+  }
+
+  /** Between requests the connection may stay idle for the idle timeout, as node's keep-alive timeout does on the full path. */
+  #armIdle(ms: number): void {
+    if (this.#idle !== null) {
+      this.#idle.refresh();
+      return;
+    }
+    this.#idle = setTimeout(() => {
+      if (this.#busy || this.#gone || this.#buf !== null) return;
+      this.idleTimedOut();
+      this.socket.destroy();
+    }, ms);
+    this.#idle.unref();
+  }
+
+  #give(): void {
+    const socket = this.socket;
+    socket.off('data', this.#onData);
+    socket.off('close', this.#onClose);
+    socket.off('end', this.#onEnd);
+    if (this.#idle !== null) clearTimeout(this.#idle);
+    const pending = this.#buf;
+    this.#buf = null;
+    this.#handOff(socket, pending);
+  }
+
+  #next(): void {
+    if (this.#gone || this.#closing) return;
+    const limits = this.limits();
+    if (limits === null) return this.#give();
+    const buf = this.#buf;
+    if (buf === null) {
+      this.socket.resume();
+      this.#armIdle(limits.idleMs);
+      return;
+    }
+    const head = parseRequestHead(buf, 0, limits.maxHeadBytes, limits.maxHeaders);
+    if (typeof head === 'string') return this.#give();
+    const total = head.end + head.contentLength;
+    if (buf.length < total) return this.#give();
+    const body = head.contentLength > 0 ? buf.subarray(head.end, total) : null;
+    this.#buf = total < buf.length ? buf.subarray(total) : null;
+    this.#busy = true;
+    if (head.close) this.#closing = true;
+    this.serve(head, body);
+  }
+}

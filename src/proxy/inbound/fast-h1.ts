@@ -1,0 +1,233 @@
+// The inbound HTTP/1.1 fast lane: one downstream connection served without
+// node's per-request objects. Each request whose head (and body, if any)
+// has arrived whole and is in the strict subset of ../http1/head.ts is
+// decided by the same engine call as the full path (./http.ts), answered
+// or forwarded to the app over a pooled keep-alive connection, its response
+// passed back byte for byte. The first request that is not (a head still
+// arriving, a chunked body, an upgrade, a limit to enforce, tracing on)
+// hands the connection, with the bytes already read, to node's HTTP/1.1
+// server for good, where every rule and limit of the full path applies.
+// Both paths record the same metric and access log entry (recordInbound).
+
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { InboundPort } from '../../api/proxy-config.ts';
+import type { Decision } from '../../policy/decision.ts';
+import { resolveProxyLimits } from '../../api/proxy-limits.ts';
+import { hopByHop, type RequestHead } from '../http1/head.ts';
+import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
+import { IDEMPOTENT, type H1Upstream, type ExchangeEnd } from '../http1/upstream.ts';
+import { destinationOf, inboundPort } from '../snapshot.ts';
+import type { ConnectionInfo, InboundContext } from './context.ts';
+import { forwardedTarget, recordInbound, UPSTREAM_CONNECT_ERROR, xfccOf } from './http.ts';
+
+const XFCC = 'x-forwarded-client-cert';
+
+/** What the listener lends the lane: its context, and the way to node's server. */
+export interface LaneHost {
+  readonly ctx: InboundContext;
+  /** The listener's configured port. */
+  readonly port: number;
+  /** Node's HTTP/1.1 server takes the connection, `pending` first. */
+  handOff(socket: Duplex, pending: Buffer | null): void;
+}
+
+/** Whether a string can be sent as a header value (no CR, LF, NUL or other controls). */
+export function isHeaderValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
+  }
+  return true;
+}
+
+function isTarget(target: string): boolean {
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return target.length > 0;
+}
+
+export class InboundFastLane extends DownstreamLane {
+  readonly #info: ConnectionInfo;
+  readonly #host: LaneHost;
+  #port: InboundPort | undefined;
+
+  constructor(socket: Duplex, info: ConnectionInfo, host: LaneHost) {
+    super(socket, host.handOff);
+    this.#info = info;
+    this.#host = host;
+    this.begin();
+  }
+
+  protected limits(): LaneLimits | null {
+    const ctx = this.#host.ctx;
+    const snap = ctx.snapshot();
+    this.#port = inboundPort(snap, this.#host.port);
+    // Tracing needs node's headers object for its span; that path has it.
+    if (this.#port === undefined || ctx.tracer() !== null) return null;
+    const l = resolveProxyLimits(snap.config.limits);
+    return { maxHeadBytes: l.maxRequestHeadersBytes, maxHeaders: l.maxRequestHeadersCount, idleMs: l.idleTimeoutMs };
+  }
+
+  protected idleTimedOut(): void {
+    this.#host.ctx.metrics.limits.exceeded('idle_timeout');
+  }
+
+  protected serve(head: RequestHead, body: Buffer | null): void {
+    // Each request decides with the policy in force when it began.
+    const snap = this.#host.ctx.snapshot();
+    const info = snap === this.#info.snapshot ? this.#info : { ...this.#info, snapshot: snap };
+    this.#serve(info, this.#port!, head, body);
+  }
+
+  #serve(info: ConnectionInfo, port: InboundPort, head: RequestHead, body: Buffer | null): void {
+    const ctx = this.#host.ctx;
+    const started = performance.now();
+    const snap = info.snapshot;
+    const { method, target: path, host } = head;
+    const destination = destinationOf(snap, info.port, info.localIp);
+    const { mode } = snap.engine.peerMode(destination);
+    if (!info.mtls && !info.ingress && mode === 'STRICT') {
+      // Probes rewritten by Istio reach the app in plaintext even under STRICT, and only on the exact paths configured.
+      if ((port.healthPaths ?? []).includes(path)) {
+        this.#forward(info, port, head, body, path, null, started, true, false);
+        return;
+      }
+      this.socket.destroy();
+      recordInbound(ctx, info, port, started, method, path, 'reset', null, false);
+      return;
+    }
+    // What the engine reads: every header but Host, repeated ones joined, as on the full path.
+    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (let i = 0; i < head.names.length; i++) {
+      const name = head.names[i]!;
+      const seen = headers[name];
+      headers[name] = seen === undefined ? head.values[i]! : `${seen},${head.values[i]!}`;
+    }
+    const decision = snap.engine.decide({
+      destination,
+      connection: { mtls: info.mtls, principal: info.principal, clientNamespace: null, ip: info.remoteIp, ingress: info.ingress },
+      request: { protocol: 'http', method, path, host, headers },
+    });
+    const proceed = (d: Decision): void => {
+      if (this.gone) {
+        recordInbound(ctx, info, port, started, method, path, 'reset', d, false);
+        return;
+      }
+      if (d.decision === 'DENY') {
+        const status = d.status === 200 ? 403 : d.status;
+        if (status === 'reset') this.socket.destroy();
+        else if (status === 401) this.answer(401, 'Jwt verification fails', `\r\nwww-authenticate: Bearer realm="http://${host}${path}"`);
+        else if (status === 400) this.answer(400, 'Bad Request', '');
+        else this.answer(403, 'RBAC: access denied', '');
+        recordInbound(ctx, info, port, started, method, path, status, d, false);
+        this.done();
+        return;
+      }
+      this.#forward(info, port, head, body, forwardedTarget(path, d.trace.normalizedPath), d, started, false, false);
+    };
+    if (decision instanceof Promise) {
+      decision.then(proceed, () => {
+        this.answer(403, 'RBAC: access denied', '');
+        recordInbound(ctx, info, port, started, method, path, 403, null, false);
+        this.done();
+      });
+    } else proceed(decision);
+  }
+
+  #forward(
+    info: ConnectionInfo,
+    port: InboundPort,
+    head: RequestHead,
+    body: Buffer | null,
+    target: string,
+    d: Decision | null,
+    started: number,
+    bypass: boolean,
+    retried: boolean,
+  ): void {
+    const ctx = this.#host.ctx;
+    const finish = (code: number | 'reset'): void => recordInbound(ctx, info, port, started, head.method, head.target, code, d, bypass);
+    // Without the caller's x-forwarded-client-cert: only the proxy that
+    // terminated the mTLS connection may say who the peer is.
+    const mutations = d?.trace.headerMutations ?? [];
+    // Connection: keep-alive said outright, as node's agent does on the full path.
+    let out = `${head.method} ${isTarget(target) ? target : head.target} HTTP/1.1\r\nhost: ${head.host}\r\nconnection: keep-alive`;
+    for (let i = 0; i < head.names.length; i++) {
+      const name = head.names[i]!;
+      if (name === XFCC || hopByHop(name)) continue;
+      if (mutations.length > 0 && mutations.some((m) => m.name.toLowerCase() === name)) continue;
+      out += `\r\n${name}: ${head.values[i]!}`;
+    }
+    for (const m of mutations) {
+      // A claim copied into a header must be a valid header value, or it is not sent.
+      if (m.op === 'set' && isHeaderValue(m.value)) out += `\r\n${m.name.toLowerCase()}: ${m.value}`;
+    }
+    const xfcc = xfccOf(ctx, info);
+    if (xfcc !== null) out += `\r\n${XFCC}: ${xfcc}`;
+    out += '\r\n\r\n';
+
+    const key = String(port.appPort);
+    const pool = ctx.appPool;
+    const send = (up: H1Upstream): void => {
+      if (this.gone) {
+        pool.release(key, up, true, -1);
+        finish('reset');
+        return;
+      }
+      this.upstream = up;
+      up.send(out, body, {
+        downstream: this.socket,
+        headRequest: head.method === 'HEAD',
+        decorate: (_h, closes) => (closes || this.closing ? '\r\nconnection: close' : ''),
+        done: (end: ExchangeEnd) => {
+          this.upstream = null;
+          if (end.kind === 'complete') {
+            pool.release(key, up, end.reusable, end.keepAliveMs);
+            finish(end.status);
+            if (end.closes) this.closeAfterResponse();
+            this.done();
+            return;
+          }
+          if (end.headSent) {
+            this.socket.destroy();
+            finish(end.status);
+            return;
+          }
+          // A kept-alive connection the app closed just as this request went out.
+          if (up.reused && !end.responseSeen && !retried && IDEMPOTENT.has(head.method)) {
+            this.#forward(info, port, head, body, target, d, started, bypass, true);
+            return;
+          }
+          this.answer(503, UPSTREAM_CONNECT_ERROR, '');
+          finish(503);
+          this.done();
+        },
+      });
+    };
+    // A retry takes a new connection: the pooled ones may be as stale as the last.
+    const pooled = retried ? null : pool.take(key);
+    if (pooled !== null) {
+      send(pooled);
+      return;
+    }
+    const socket = net.connect({ host: '127.0.0.1', port: port.appPort });
+    socket.setNoDelay(true);
+    const refused = (): void => {
+      if (this.gone) {
+        finish('reset');
+        return;
+      }
+      this.answer(503, UPSTREAM_CONNECT_ERROR, '');
+      finish(503);
+      this.done();
+    };
+    socket.once('error', refused);
+    socket.once('connect', () => {
+      socket.off('error', refused);
+      send(pool.adopt(socket));
+    });
+  }
+}

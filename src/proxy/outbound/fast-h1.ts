@@ -1,0 +1,145 @@
+// The outbound HTTP/1.1 fast lane: the app's connection to an upstream's
+// local port, served without node's per-request objects. Each whole request
+// in the strict subset (../http1/head.ts) goes to a mesh endpoint over a
+// kept-alive HTTP/1.1 mTLS connection (secure naming checked on every new
+// one, as on every dial), and the response comes back byte for byte. What
+// the lane does not take — a request that is not whole or not simple, an
+// upstream that is not an ISTIO_MUTUAL mesh peer or whose DestinationRule
+// sets h2UpgradePolicy UPGRADE, tracing on — goes with
+// its connection to node's HTTP/1.1 server and ./http-forward.ts, which
+// carries it as HTTP/2. Failures answer as that path does (Envoy's 503
+// words, the same response flags and metrics).
+
+import type { Duplex } from 'node:stream';
+import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
+import { hopByHop, type RequestHead } from '../http1/head.ts';
+import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
+import { IDEMPOTENT, type ExchangeEnd, type H1Upstream } from '../http1/upstream.ts';
+import { UpstreamError } from './dial.ts';
+import { countFailure, failureBody, failureOf, FLAGS, type ForwardContext } from './http-forward.ts';
+import { connectionLabels } from './metrics.ts';
+import type { Route } from './route.ts';
+import type { ConnectionPool } from './pool.ts';
+
+/** The app's side has no configured limits; node's own defaults, as the full path has. */
+const APP_SIDE: LaneLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaders: 100, idleMs: 5_000 });
+
+export class OutboundFastLane extends DownstreamLane {
+  readonly #route: () => Route | undefined;
+  readonly #context: () => ForwardContext;
+
+  /** `route`: the upstream this local port leads to, as the table has it now. */
+  constructor(socket: Duplex, route: () => Route | undefined, context: () => ForwardContext, handOff: (socket: Duplex, pending: Buffer | null) => void) {
+    super(socket, handOff);
+    this.#route = route;
+    this.#context = context;
+    this.begin();
+  }
+
+  protected limits(): LaneLimits | null {
+    const route = this.#route();
+    if (route === undefined || route.plan.kind !== 'mtls' || route.upstream.protocol !== 'http' || route.h2Upgrade) return null;
+    if ((this.#context().tracer ?? null) !== null) return null;
+    return APP_SIDE;
+  }
+
+  protected idleTimedOut(): void {}
+
+  protected serve(head: RequestHead, body: Buffer | null): void {
+    const route = this.#route()!;
+    const ctx = this.#context();
+    const { upstream, plan } = route;
+    const started = performance.now();
+    let endpoint: UpstreamEndpoint | null = null;
+    let peer: string | null = null;
+    let flags = '-';
+    const count = (code: number): void =>
+      ctx.metrics.request(
+        { ...connectionLabels(ctx.source, upstream, endpoint, plan.security, peer), request_protocol: 'http', response_code: String(code), response_flags: flags },
+        performance.now() - started,
+      );
+    const picked = route.balancer.pick();
+    const fail = (err: UpstreamError): void => {
+      picked?.release();
+      flags = FLAGS[err.reason];
+      countFailure(ctx, upstream.host, err);
+      if (this.gone) {
+        count(0);
+        return;
+      }
+      this.answer(503, failureBody(err));
+      count(503);
+      this.done();
+    };
+    if (picked === null) {
+      fail(new UpstreamError('no-endpoint', `${upstream.name} has no endpoints`));
+      return;
+    }
+    endpoint = picked.endpoint;
+    let out = `${head.method} ${head.target} HTTP/1.1\r\nhost: ${head.host}`;
+    for (let i = 0; i < head.names.length; i++) {
+      const name = head.names[i]!;
+      if (!hopByHop(name)) out += `\r\n${name}: ${head.values[i]!}`;
+    }
+    out += '\r\n\r\n';
+
+    const attempt = (fresh: boolean): void => {
+      ctx.pool.h1(plan, upstream, picked.endpoint, fresh).then(
+        ({ key, up }) => {
+          peer = up.peer;
+          if (this.gone) {
+            ctx.pool.releaseH1(key, up, true, -1);
+            picked.release();
+            count(0);
+            return;
+          }
+          this.upstream = up;
+          up.send(out, body, {
+            downstream: this.socket,
+            headRequest: head.method === 'HEAD',
+            decorate: (_h, closes) => (closes || this.closing ? '\r\nconnection: close' : ''),
+            done: (end: ExchangeEnd) => this.#exchanged(end, ctx.pool, key, up, fresh, head.method, attempt, () => {
+              picked.release();
+              count(end.kind === 'complete' || end.headSent ? end.status : 0);
+            }, fail),
+          });
+        },
+        (err: unknown) => fail(failureOf(err)),
+      );
+    };
+    attempt(false);
+  }
+
+  #exchanged(
+    end: ExchangeEnd,
+    pool: ConnectionPool,
+    key: string,
+    up: H1Upstream,
+    fresh: boolean,
+    method: string,
+    retry: (fresh: boolean) => void,
+    finished: () => void,
+    fail: (err: UpstreamError) => void,
+  ): void {
+    // Back to the pool it came from: after a rotation that pool is drained and closes it.
+    this.upstream = null;
+    if (end.kind === 'complete') {
+      pool.releaseH1(key, up, end.reusable, end.keepAliveMs);
+      finished();
+      if (end.closes) this.closeAfterResponse();
+      this.done();
+      return;
+    }
+    if (end.headSent) {
+      this.socket.destroy();
+      finished();
+      return;
+    }
+    // A kept-alive connection the peer closed just as this request went out: once more, on a new one.
+    if (up.reused && !end.responseSeen && !fresh && IDEMPOTENT.has(method)) {
+      retry(true);
+      return;
+    }
+    fail(new UpstreamError('reset', end.reason === 'protocol' ? 'the upstream sent a response that is not valid HTTP/1.1' : 'connection reset by the upstream before the response'));
+  }
+}
