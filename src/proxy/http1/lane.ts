@@ -40,6 +40,8 @@ export abstract class DownstreamLane {
     socket.on('data', this.#onData);
     socket.on('close', this.#onClose);
     socket.on('end', this.#onEnd);
+    // A reset by the peer ends the connection, never the process; 'close' follows.
+    socket.on('error', () => socket.destroy());
   }
 
   /** The limits in force for the next request, or null to hand the connection over (a feature only the full path has). */

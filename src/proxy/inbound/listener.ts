@@ -65,7 +65,7 @@ export class InboundListener {
         ctx.metrics.handshakeSucceeded(at === undefined ? 0 : performance.now() - at);
       },
     });
-    this.#server = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.#accept(s));
+    this.#server = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (s) => this.#accept(s));
     this.#mtls.server.on('secureConnection', (s: TLSSocket) => this.#secure(s));
     // A broken peer session is that peer's problem; the listener carries on.
     this.#h2.on('sessionError', () => {});
