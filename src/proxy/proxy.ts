@@ -5,7 +5,6 @@
 // replaced whole by `update`; connections and requests keep the snapshot
 // they began with.
 
-import { H1Pool } from './http1/pool.ts';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
@@ -30,6 +29,7 @@ import { DownstreamConnections } from './inbound/limits.ts';
 import { OutboundRouter } from './outbound/index.ts';
 import type { ProxySnapshot } from './snapshot.ts';
 import { tracerFor, tracingChanged, type Tracer } from './tracing/tracer.ts';
+import { H1Pool } from './http1/pool.ts';
 
 export interface WorkloadProxyOptions {
   /** The SVID to serve with, or an agent whose rotations are followed; default: `config.identity.files`. */
