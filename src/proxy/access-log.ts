@@ -26,6 +26,19 @@ export interface AccessLogEntry {
 
 export type AccessLogSink = (entry: AccessLogEntry) => void;
 
+let timeMs = -1;
+let timeText = '';
+
+/** The time for an entry, ISO 8601 to the millisecond: formatted once per millisecond, not once per request. */
+export function logTime(): string {
+  const now = Date.now();
+  if (now !== timeMs) {
+    timeMs = now;
+    timeText = new Date(now).toISOString();
+  }
+  return timeText;
+}
+
 /** Above this many characters waiting, the lines are written at once rather than at the end of the turn. */
 const FLUSH_CHARS = 64 * 1024;
 let pending = '';

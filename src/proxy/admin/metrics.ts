@@ -9,7 +9,7 @@
 import { Counter, Registry } from 'prom-client';
 import { REQUEST_LABELS, TCP_LABELS } from '../outbound/metrics.ts';
 import { tlsHandshakeSeries } from './series.ts';
-import { RequestSeries } from './request-series.ts';
+import { RequestSeries, type RequestCell } from './request-series.ts';
 import { limitSeries, type LimitSeries } from './limit-metrics.ts';
 
 export interface RequestLabels {
@@ -37,6 +37,8 @@ export interface ProxyMetrics {
   /** Rejections by the inbound limits, and the open downstream connections (limit-metrics.ts). */
   readonly limits: LimitSeries;
   request(labels: RequestLabels, durationMs: number): void;
+  /** Counting for requests whose labels are `fixed` but for the response code (one connection's): the label set is found once per code. */
+  requestCounter(fixed: Omit<RequestLabels, 'response_code'>): (code: string, durationMs: number) => void;
   tcpOpened(labels: TcpLabels): void;
   tcpClosed(labels: TcpLabels, bytes?: TcpBytes): void;
   /** A mesh mTLS handshake the inbound side completed and accepted, and how long it took. */
@@ -59,6 +61,11 @@ function inboundDefaults(labels: TcpLabels): Record<string, string> {
     destination_service_name: labels.destination_service === 'unknown' ? 'unknown' : labels.destination_service.split('.', 1)[0]!,
     ...labels,
   };
+}
+
+/** A request's cell key: every label that varies; the rest follow from these. */
+function inboundKey(l: RequestLabels): string {
+  return `destination\n${l.source_principal}\n${l.destination_principal}\n${l.destination_workload_namespace}\n${l.destination_workload}\n${l.destination_service}\n${l.response_code}\n${l.connection_security_policy}\n${l.request_protocol}`;
 }
 
 export function createProxyMetrics(): ProxyMetrics {
@@ -84,9 +91,19 @@ export function createProxyMetrics(): ProxyMetrics {
     registry,
     limits,
     request(labels, ms) {
-      // The key holds every label that varies; the rest follow from these.
-      const key = `destination\n${labels.source_principal}\n${labels.destination_principal}\n${labels.destination_workload_namespace}\n${labels.destination_workload}\n${labels.destination_service}\n${labels.response_code}\n${labels.connection_security_policy}\n${labels.request_protocol}`;
-      series.cell(key, () => ({ ...inboundDefaults(labels), response_flags: '-' })).observe(ms);
+      series.cell(inboundKey(labels), () => ({ ...inboundDefaults(labels), response_flags: '-' })).observe(ms);
+    },
+    requestCounter(fixed) {
+      const byCode = new Map<string, RequestCell>();
+      return (code, ms) => {
+        let cell = byCode.get(code);
+        if (cell === undefined) {
+          const labels: RequestLabels = { ...fixed, response_code: code };
+          cell = series.cell(inboundKey(labels), () => ({ ...inboundDefaults(labels), response_flags: '-' }));
+          byCode.set(code, cell);
+        }
+        cell.observe(ms);
+      };
     },
     tcpOpened: (labels) => opened.inc(inboundDefaults(labels)),
     tcpClosed(labels, bytes) {

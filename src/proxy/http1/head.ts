@@ -122,37 +122,37 @@ function lineEnd(buf: Buffer, start: number, limit: number): number {
   return lf - 1;
 }
 
+/** The field line `fieldAt` read last (one parse at a time: no object per field). */
+const field = { name: '', value: '' };
+
 /**
- * Parses the field lines from `start` up to `headEnd` (the first CR of the
- * final CRLFCRLF) into `names`/`values`; returns false on anything outside
- * the strict grammar. `on` sees every field, hop-by-hop ones included, and
- * decides whether it is kept.
+ * Reads the field line at `at` (before `limit`, the end of the head's last
+ * line) into `field`: the name lower-cased, the value without surrounding
+ * whitespace. Returns the next line's offset, or -1 on anything outside the
+ * strict grammar.
  */
-function fields(buf: Buffer, start: number, headEnd: number, on: (name: string, value: string) => boolean): boolean {
-  let at = start;
-  while (at < headEnd + 2) {
-    const eol = lineEnd(buf, at, headEnd + 2);
-    if (eol < 0) return false;
-    // obs-fold, and whitespace before the colon, are what smuggling is made of.
-    let colon = -1;
-    for (let i = at; i < eol; i++) {
-      const c = buf[i]!;
-      if (c === COLON) {
-        colon = i;
-        break;
-      }
-      if (TCHAR[c] === 0) return false;
+function fieldAt(buf: Buffer, at: number, limit: number): number {
+  const eol = lineEnd(buf, at, limit);
+  if (eol < 0) return -1;
+  // obs-fold, and whitespace before the colon, are what smuggling is made of.
+  let colon = -1;
+  for (let i = at; i < eol; i++) {
+    const c = buf[i]!;
+    if (c === COLON) {
+      colon = i;
+      break;
     }
-    if (colon <= at) return false;
-    let vs = colon + 1;
-    let ve = eol;
-    while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
-    while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
-    for (let i = vs; i < ve; i++) if (VALUE[buf[i]!] === 0) return false;
-    if (!on(buf.toString('latin1', at, colon).toLowerCase(), buf.toString('latin1', vs, ve))) return false;
-    at = eol + 2;
+    if (TCHAR[c] === 0) return -1;
   }
-  return true;
+  if (colon <= at) return -1;
+  let vs = colon + 1;
+  let ve = eol;
+  while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
+  while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
+  for (let i = vs; i < ve; i++) if (VALUE[buf[i]!] === 0) return -1;
+  field.name = buf.toString('latin1', at, colon).toLowerCase();
+  field.value = buf.toString('latin1', vs, ve);
+  return eol + 2;
 }
 
 /**
@@ -187,16 +187,20 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
   let contentLength = -1;
   let close = false;
   let count = 0;
-  const ok = fields(buf, lineStop + 2, headEnd, (name, value) => {
+  for (let at = lineStop + 2; at < headEnd + 2; ) {
+    at = fieldAt(buf, at, headEnd + 2);
+    if (at < 0) return 'unsupported';
+    const name = field.name;
+    const value = field.value;
     count++;
     switch (name) {
       case 'host':
         hosts++;
         host = value;
-        return true;
+        continue;
       case 'content-length': {
         const n = decimal(value);
-        if (n < 0 || contentLength >= 0) return false;
+        if (n < 0 || contentLength >= 0) return 'unsupported';
         contentLength = n;
         break;
       }
@@ -204,10 +208,10 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
       case 'upgrade':
       case 'expect':
       case 'http2-settings':
-        return false;
+        return 'unsupported';
       case 'connection': {
         const option = connectionOption(value);
-        if (option === 'other') return false;
+        if (option === 'other') return 'unsupported';
         if (option === 'close') close = true;
         break;
       }
@@ -217,9 +221,8 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
     }
     names.push(name);
     values.push(value);
-    return true;
-  });
-  if (!ok || hosts !== 1 || count > maxCount) return 'unsupported';
+  }
+  if (hosts !== 1 || count > maxCount) return 'unsupported';
   return { method, target, names, values, host: host!, userAgent, contentLength: contentLength < 0 ? 0 : contentLength, close, end: headEnd + 4, count };
 }
 
@@ -256,13 +259,17 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
   let keepAliveMs = -1;
   const names: string[] = [];
   const values: string[] = [];
-  const ok = fields(buf, lineStop + 2, headEnd, (name, value) => {
+  for (let at = lineStop + 2; at < headEnd + 2; ) {
+    at = fieldAt(buf, at, headEnd + 2);
+    if (at < 0) return 'unsupported';
+    const name = field.name;
+    const value = field.value;
     switch (name) {
       case 'content-length': {
         const n = decimal(value);
         // Repeated identical values are allowed (RFC 9110 §8.6); different ones are not.
-        if (n < 0 || (contentLength >= 0 && n !== contentLength)) return false;
-        if (contentLength >= 0) return true;
+        if (n < 0 || (contentLength >= 0 && n !== contentLength)) return 'unsupported';
+        if (contentLength >= 0) continue;
         contentLength = n;
         break;
       }
@@ -280,7 +287,7 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
           const seconds = Number.parseInt(value.slice(at + 8), 10);
           if (seconds >= 0) keepAliveMs = seconds * 1000;
         }
-        return true;
+        continue;
       }
       case 'connection': {
         for (const token of value.split(',')) {
@@ -290,16 +297,14 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
             if (http10) close = false;
           } else if (t !== '') named.push(t);
         }
-        return true;
+        continue;
       }
       default:
-        if (hopByHop(name)) return true;
+        if (hopByHop(name)) continue;
     }
     names.push(name);
     values.push(value);
-    return true;
-  });
-  if (!ok) return 'unsupported';
+  }
   // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a coding
   // other than one final chunked is read until the server closes.
   const framing = chunked && !otherCoding ? 'chunked' : chunked || otherCoding ? 'close' : contentLength >= 0 ? 'length' : 'close';

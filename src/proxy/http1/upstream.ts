@@ -26,7 +26,9 @@ export type ExchangeEnd =
    * `headSent`: the response had begun downstream (it can only be cut short
    * now); `responseSeen`: any byte came back for this request.
    */
-  | { readonly kind: 'failed'; readonly headSent: boolean; readonly status: number; readonly responseSeen: boolean; readonly reason: 'reset' | 'protocol' };
+  | { readonly kind: 'failed'; readonly headSent: boolean; readonly status: number; readonly responseSeen: boolean; readonly reason: 'reset' | 'protocol' }
+  /** The downstream went away first (`abort`); `status` is 0 unless the response had begun. */
+  | { readonly kind: 'aborted'; readonly headSent: boolean; readonly status: number };
 
 export interface Exchange {
   readonly downstream: Duplex;
@@ -98,11 +100,13 @@ export class H1Upstream {
     s.uncork();
   }
 
-  /** The downstream went away: this connection is dropped, and `done` is not called. */
+  /** The downstream went away: this connection is dropped, and the exchange ends as 'aborted'. */
   abort(): void {
+    const ex = this.#ex;
     this.#ex = null;
     this.#broken = true;
     this.socket.destroy();
+    if (ex !== null) ex.done({ kind: 'aborted', headSent: this.#head !== null, status: this.#head?.status ?? 0 });
   }
 
   #data(chunk: Buffer): void {

@@ -191,6 +191,10 @@ export class InboundFastLane extends DownstreamLane {
             this.done();
             return;
           }
+          if (end.kind === 'aborted') {
+            finish(end.headSent ? end.status : 'reset');
+            return;
+          }
           if (end.headSent) {
             this.socket.destroy();
             finish(end.status);

@@ -6,7 +6,7 @@
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as h2, type Http2ServerRequest, type Http2ServerResponse, type OutgoingHttpHeaders } from 'node:http2';
 import type { InboundPort } from '../../api/proxy-config.ts';
-import type { AccessLogEntry } from '../access-log.ts';
+import { logTime, type AccessLogEntry } from '../access-log.ts';
 import type { Decision } from '../../policy/decision.ts';
 import { destinationOf } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
@@ -144,6 +144,9 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
   else proceed(decision);
 }
 
+/** Request counting per connection facts (a new object when the config changes); see recordInbound. */
+const counters = new WeakMap<ConnectionInfo, (code: string, ms: number) => void>();
+
 /**
  * The request metric and access log entry of one inbound request, however
  * it ended (`reset`: no response). Shared by both HTTP/1.1 paths and HTTP/2.
@@ -163,22 +166,24 @@ export function recordInbound(
 ): void {
   const ms = performance.now() - started;
   const w = info.snapshot.config.workload;
-  ctx.metrics.request(
-    {
+  let count = counters.get(info);
+  if (count === undefined) {
+    // Every label but the code is fixed for a connection under one config: found once.
+    count = ctx.metrics.requestCounter({
       source_principal: info.principal === null ? 'unknown' : `spiffe://${info.principal}`,
       destination_principal: ctx.selfId,
       destination_workload: w.name,
       destination_workload_namespace: w.namespace,
       destination_service: w.service ?? 'unknown',
-      response_code: code === 'reset' ? '0' : String(code),
       connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
       request_protocol: port.protocol === 'grpc' ? 'grpc' : 'http',
-    },
-    ms,
-  );
+    });
+    counters.set(info, count);
+  }
+  count(code === 'reset' ? '0' : String(code), ms);
   // Built in the order of the JSON line, the optional fields added where they belong (no spreads).
   const entry: { -readonly [K in keyof AccessLogEntry]?: AccessLogEntry[K] } = {
-    time: new Date().toISOString(),
+    time: logTime(),
     workload: `${w.namespace}/${w.name}`,
     port: info.port,
     protocol: port.protocol,

@@ -24,6 +24,8 @@ import type { ConnectionPool } from './pool.ts';
 /** The app's side has no configured limits; node's own defaults, as the full path has. */
 const APP_SIDE: LaneLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaders: 100, idleMs: 5_000 });
 
+const counters = new WeakMap<H1Upstream, (code: string, flags: string, ms: number) => void>();
+
 export class OutboundFastLane extends DownstreamLane {
   readonly #route: () => Route | undefined;
   readonly #context: () => ForwardContext;
@@ -53,11 +55,24 @@ export class OutboundFastLane extends DownstreamLane {
     let endpoint: UpstreamEndpoint | null = null;
     let peer: string | null = null;
     let flags = '-';
-    const count = (code: number): void =>
-      ctx.metrics.request(
-        { ...connectionLabels(ctx.source, upstream, endpoint, plan.security, peer), request_protocol: 'http', response_code: String(code), response_flags: flags },
-        performance.now() - started,
-      );
+    let connection: H1Upstream | null = null;
+    const count = (code: number): void => {
+      const ms = performance.now() - started;
+      if (connection === null) {
+        ctx.metrics.request(
+          { ...connectionLabels(ctx.source, upstream, endpoint, plan.security, peer), request_protocol: 'http', response_code: String(code), response_flags: flags },
+          ms,
+        );
+        return;
+      }
+      // Every label but the code and flags is fixed for one upstream connection: found once.
+      let counter = counters.get(connection);
+      if (counter === undefined) {
+        counter = ctx.metrics.requestCounter({ ...connectionLabels(ctx.source, upstream, endpoint, plan.security, peer), request_protocol: 'http' });
+        counters.set(connection, counter);
+      }
+      counter(String(code), flags, ms);
+    };
     const picked = route.balancer.pick();
     const fail = (err: UpstreamError): void => {
       picked?.release();
@@ -87,6 +102,7 @@ export class OutboundFastLane extends DownstreamLane {
       ctx.pool.h1(plan, upstream, picked.endpoint, fresh).then(
         ({ key, up }) => {
           peer = up.peer;
+          connection = up;
           if (this.gone) {
             ctx.pool.releaseH1(key, up, true, -1);
             picked.release();
@@ -130,7 +146,7 @@ export class OutboundFastLane extends DownstreamLane {
       this.done();
       return;
     }
-    if (end.headSent) {
+    if (end.kind === 'aborted' || end.headSent) {
       this.socket.destroy();
       finished();
       return;

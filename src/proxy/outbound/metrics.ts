@@ -47,6 +47,12 @@ export type UpstreamFailure =
 export interface OutboundMetrics {
   /** istio_requests_total and istio_request_duration_milliseconds. */
   request(labels: Record<(typeof REQUEST_LABELS)[number], string>, durationMs: number): void;
+  /**
+   * Counting for requests whose labels are `fixed` but for the response code
+   * and flags (one upstream connection's): the label set is found once per
+   * code and flags, not built and looked up per request.
+   */
+  requestCounter(fixed: ConnectionLabels & { readonly request_protocol: string }): (code: string, flags: string, durationMs: number) => void;
   tcpOpened(labels: ConnectionLabels): void;
   /** Closed, with the bytes received from the app and sent back to it. */
   tcpClosed(labels: ConnectionLabels, bytes: { readonly received: number; readonly sent: number }): void;
@@ -203,6 +209,23 @@ export function createOutboundMetrics(registry: Registry): OutboundMetrics {
       }
       safely(() => (requests as Counter).inc(requestLabels(labels)));
       safely(() => (duration as Histogram).observe(durationLabels(labels), ms));
+    },
+    requestCounter(fixed) {
+      const byOutcome = new Map<string, (ms: number) => void>();
+      return (code, flags, ms) => {
+        let observe = byOutcome.get(flags === '-' ? code : `${code}|${flags}`);
+        if (observe === undefined) {
+          const labels = { ...fixed, response_code: code, response_flags: flags };
+          if (series !== null) {
+            let key = '';
+            for (const name of REQUEST_LABELS) key += `${labels[name]}\n`;
+            const cell = series.cell(key, () => ({ ...labels }));
+            observe = (d) => cell.observe(d);
+          } else observe = (d) => this.request(labels, d);
+          byOutcome.set(flags === '-' ? code : `${code}|${flags}`, observe);
+        }
+        observe(ms);
+      };
     },
     tcpOpened: (labels) => safely(() => tcpOpened.inc(tcpLabels(labels))),
     tcpClosed(labels, bytes) {
