@@ -1,10 +1,10 @@
-// The meshward command line: one file per command, wired here.
+// The meshward command line: one file per command, wired here. Each action
+// imports its command's module when it runs, so a long-running process (a
+// proxy, the control plane) carries only the code of its own command.
 
 import { Command, CommanderError, Option } from 'commander';
 import { MeshwardError } from '../lib/errors.ts';
 import { EXIT_USAGE } from './io.ts';
-import { runValidate } from './validate.ts';
-import { runAuthzCheck } from './authz-check.ts';
 import { CA_KEY_TYPE_NAMES, DEFAULT_STATE_DIR, DEFAULT_TRUST_DOMAIN } from '../identity/ca/defaults.ts';
 import type { CaKeyType } from '../identity/ca/index.ts';
 
@@ -24,7 +24,7 @@ function build(setExit: (code: number) => void): Command {
     .command('validate')
     .description('Validate Istio security resources (files or directories of YAML/JSON)')
     .requiredOption('-f, --filename <path>', 'file or directory; repeatable', collect, [])
-    .action(async (opts: { filename: string[] }) => setExit(await runValidate(opts.filename)));
+    .action(async (opts: { filename: string[] }) => setExit(await (await import('./validate.ts')).runValidate(opts.filename)));
 
   const authz = program.command('authz').description('Explain and test authorization decisions');
   authz
@@ -34,7 +34,7 @@ function build(setExit: (code: number) => void): Command {
     .requiredOption('--request <path>', 'request JSON file, or - for stdin')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (opts: { filename: string[]; request: string; output: 'text' | 'json' }) =>
-      setExit(await runAuthzCheck(opts.filename, opts.request, opts.output)),
+      setExit(await (await import('./authz-check.ts')).runAuthzCheck(opts.filename, opts.request, opts.output)),
     );
 
   // The identity commands load the CA (X.509, metrics) only when they run.

@@ -19,19 +19,11 @@
 // (rule, token). Everything that does not need a signature check is
 // synchronous, so a request without a token never allocates a promise.
 
-import {
-  compactVerify,
-  errors,
-  importJWK,
-  type CryptoKey,
-  type FlattenedJWSInput,
-  type JWK,
-  type CompactJWSHeaderParameters,
-  type KeyObject,
-} from 'jose';
+import type { CryptoKey, FlattenedJWSInput, JWK, CompactJWSHeaderParameters, KeyObject } from 'jose';
 
 import type { HttpRequest } from '../facts.ts';
 import type { CompiledJwtRule, CompiledRequestAuthn } from './compile.ts';
+import { jose } from './jose.ts';
 import { RequestTokens, percentDecode, type ExtractedToken } from './extract.ts';
 import {
   JWT_STATUS,
@@ -423,6 +415,7 @@ async function verifySignature(rule: CompiledJwtRule, jwt: ParsedJwt): Promise<J
   try {
     key = await keys.getKey(jwt.header as unknown as CompactJWSHeaderParameters, input);
   } catch (err) {
+    const { errors } = jose();
     if (err instanceof errors.JWKSMultipleMatchingKeys) {
       for await (const candidate of err as unknown as AsyncIterable<KeyLike>) {
         if (await signedBy(candidate, jwt)) return 'Ok';
@@ -440,7 +433,7 @@ async function verifySignature(rule: CompiledJwtRule, jwt: ParsedJwt): Promise<J
 
 async function signedBy(key: KeyLike, jwt: ParsedJwt): Promise<boolean> {
   try {
-    await compactVerify(jwt.token, key, { algorithms: [jwt.alg] });
+    await jose().compactVerify(jwt.token, key, { algorithms: [jwt.alg] });
     return true;
   } catch {
     return false;
@@ -457,7 +450,7 @@ async function verifyHmac(all: readonly JWK[], jwt: ParsedJwt): Promise<JwtStatu
     if (jwk.kty !== 'oct' || typeof jwk.k !== 'string') continue;
     let key: KeyLike;
     try {
-      key = await importJWK({ ...jwk, alg: jwt.alg }, jwt.alg);
+      key = await jose().importJWK({ ...jwk, alg: jwt.alg }, jwt.alg);
     } catch {
       continue;
     }

@@ -3,10 +3,11 @@
 // (sorted by issuer), locations normalized and ordered as Envoy's extractor
 // orders them, audiences sanitized, and JWKS parsed or resolved up front.
 
-import { createLocalJWKSet, type JWK, type JWTVerifyGetKey } from 'jose';
+import type { JWK, JWTVerifyGetKey } from 'jose';
 
 import { resourceKey, type JwtRule, type RequestAuthentication } from '../../api/resources.ts';
 import { selectorMatches } from '../selector.ts';
+import { jose } from './jose.ts';
 import { DEFAULT_LOCATIONS, type HeaderLocation, type TokenLocations } from './extract.ts';
 import { sanitizeAudience, type JwtStatus } from './jwt.ts';
 
@@ -161,6 +162,7 @@ function compileKeys(rule: JwtRule, timeoutMs: number, resolver: JwksResolver): 
     }
     let getKey: JWTVerifyGetKey;
     try {
+      const { createLocalJWKSet } = jose();
       getKey = createLocalJWKSet(parsed as Parameters<typeof createLocalJWKSet>[0]);
     } catch (err) {
       return unavailable('JwksNoValidKeys', `inline jwks is not a JSON Web Key Set: ${(err as Error).message}`);

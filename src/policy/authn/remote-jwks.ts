@@ -5,9 +5,10 @@
 // token names a key the set does not have. A set that cannot be fetched
 // rejects every token of its issuer with 401 (fail closed).
 
-import { createRemoteJWKSet, errors, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
 
 import type { JwksResolver } from './compile.ts';
+import { jose } from './jose.ts';
 
 export type { JwksResolver } from './compile.ts';
 
@@ -21,8 +22,14 @@ export interface RemoteJwksResolverOptions {
   readonly cooldownMs?: number;
 }
 
-/** The error every lookup of a fail-closed resolver throws. */
-export class JwksFetchDisabledError extends errors.JOSEError {
+/**
+ * The error every lookup of a fail-closed resolver throws. A plain Error
+ * with jose's generic code rather than a subclass of jose's JOSEError, so
+ * that defining it does not load jose (./jose.ts); signature checks treat
+ * it, like any error that is not a key-set verdict, as a failed fetch.
+ */
+export class JwksFetchDisabledError extends Error {
+  readonly code = 'ERR_JOSE_GENERIC';
   constructor(uri: string) {
     super(`fetching JWKS from ${uri} is not allowed here`);
     this.name = 'JwksFetchDisabledError';
@@ -58,7 +65,7 @@ function remoteSet(uri: string, timeoutDuration: number, cacheMaxAge: number, co
     return failing(uri);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return failing(uri);
-  return createRemoteJWKSet(url, { timeoutDuration, cacheMaxAge, cooldownDuration });
+  return jose().createRemoteJWKSet(url, { timeoutDuration, cacheMaxAge, cooldownDuration });
 }
 
 function failing(uri: string): JWTVerifyGetKey {
