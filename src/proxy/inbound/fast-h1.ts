@@ -150,11 +150,18 @@ export class InboundFastLane extends DownstreamLane {
   ): void {
     const ctx = this.#host.ctx;
     const finish = (code: number | 'reset'): void => recordInbound(ctx, info, port, started, head.method, head.target, code, d, bypass);
+    // The app gets the path the policy checked, or nothing: never the raw one in its place.
+    if (!isTarget(target)) {
+      this.answer(400, 'Bad Request');
+      finish(400);
+      this.done();
+      return;
+    }
     // Without the caller's x-forwarded-client-cert: only the proxy that
     // terminated the mTLS connection may say who the peer is.
     const mutations = d?.trace.headerMutations ?? [];
     // Connection: keep-alive said outright, as node's agent does on the full path.
-    let out = `${head.method} ${isTarget(target) ? target : head.target} HTTP/1.1\r\nhost: ${head.host}\r\nconnection: keep-alive`;
+    let out = `${head.method} ${target} HTTP/1.1\r\nhost: ${head.host}\r\nconnection: keep-alive`;
     for (let i = 0; i < head.names.length; i++) {
       const name = head.names[i]!;
       if (name === XFCC || hopByHop(name)) continue;

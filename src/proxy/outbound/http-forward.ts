@@ -167,7 +167,7 @@ export function dialRoute(
     return null;
   }
   caller.once('close', picked.release);
-  ctx.pool.get(plan, upstream, picked.endpoint).then(
+  ctx.pool.get(plan, upstream, picked.endpoint, route.h2Upgrade).then(
     (transport) => {
       if (caller.destroyed) return;
       try {

@@ -53,10 +53,20 @@ export class ConnectionPool {
     this.#metrics = metrics;
   }
 
-  get(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<Transport> {
+  /**
+   * `upgrade`: HTTP/1.1 from an `http` upstream's app may travel as HTTP/2
+   * (the DestinationRule's h2UpgradePolicy UPGRADE); without it, such an
+   * upstream over TLS gets the HTTP/1.1 agent at once, as Istio's
+   * DO_NOT_UPGRADE default has it.
+   */
+  get(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint, upgrade = true): Promise<Transport> {
     const key = `${plan.kind}|${upstream.name}|${endpoint.host}|${endpoint.port}`;
     const agent = this.#agents.get(key);
     if (agent !== undefined) return Promise.resolve({ kind: 'h1', agent, secure: plan.kind !== 'plaintext' });
+    if (!upgrade && upstream.protocol === 'http' && plan.kind !== 'plaintext') {
+      const h1 = this.#tlsOptions.get(plan, upstream, endpoint, H1_ALPN)!;
+      return Promise.resolve({ kind: 'h1', agent: this.#agent(key, upstream.host, h1), secure: true });
+    }
     let pending = this.#sessions.get(key);
     const ready = this.#ready.get(key);
     if (pending !== undefined && ready !== undefined && (ready.closed || ready.destroyed)) {
