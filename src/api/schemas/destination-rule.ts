@@ -1,7 +1,9 @@
 // DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3). meshward
-// reads only what decides client TLS (tls, per-port tls, subsets,
-// visibility); load balancing, connection pools, outlier detection, tunnel
-// and proxy protocol are checked to be objects and otherwise kept opaque.
+// reads what decides client TLS (tls, per-port tls, subsets, visibility)
+// and whether HTTP/1.1 is carried as HTTP/2 (connectionPool.http.
+// h2UpgradePolicy); load balancing, the rest of the connection pool,
+// outlier detection, tunnel and proxy protocol are checked to be objects
+// and otherwise kept opaque.
 
 import { z } from 'zod';
 import type { ClientTlsSettings, DestinationRuleSpec, TrafficPolicy } from '../resources.ts';
@@ -24,6 +26,10 @@ import { documentSchema, type DecodeResult } from './document.ts';
 import { isIstioDnsLabel, labelKey, labelValue, wildcardDomain } from './values.ts';
 
 const opaque = () => z.looseObject({}).optional();
+
+/** The connection pool, opaque but for the one field meshward reads, whose misspelling must not pass for "do not upgrade". */
+const connectionPool = () =>
+  z.looseObject({ http: z.looseObject({ h2UpgradePolicy: z.enum(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE']).optional() }).optional() }).optional();
 
 const TLS_MODES = ['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL', 'OPTIONAL_MUTUAL'] as const;
 
@@ -85,7 +91,7 @@ const portTrafficPolicy = withRules(
   z.strictObject({
     port: z.strictObject({ number: portNumber }),
     loadBalancer: opaque(),
-    connectionPool: opaque(),
+    connectionPool: connectionPool(),
     outlierDetection: opaque(),
     tls: clientTls.optional(),
   }),
@@ -109,7 +115,7 @@ const TRAFFIC_POLICY_FIELDS = [
 const trafficPolicy = withRules(
   z.strictObject({
     loadBalancer: opaque(),
-    connectionPool: opaque(),
+    connectionPool: connectionPool(),
     outlierDetection: opaque(),
     tls: clientTls.optional(),
     portLevelSettings: z.array(portTrafficPolicy).optional(),

@@ -174,6 +174,19 @@ describe('DestinationRule: traffic policies', () => {
     });
   });
 
+  it('h2UpgradePolicy is one of Istio\'s values, at the top and per port', () => {
+    expectError(dr('  trafficPolicy:\n    connectionPool:\n      http:\n        h2UpgradePolicy: UPGRAED\n'), {
+      path: 'spec.trafficPolicy.connectionPool.http.h2UpgradePolicy',
+      at: 'h2UpgradePolicy:',
+      message: 'UPGRADE',
+    });
+    expectError(dr('  trafficPolicy:\n    portLevelSettings:\n    - port:\n        number: 80\n      connectionPool:\n        http:\n          h2UpgradePolicy: yes\n'), {
+      path: 'spec.trafficPolicy.portLevelSettings[0].connectionPool.http.h2UpgradePolicy',
+      at: 'h2UpgradePolicy:',
+      message: 'DO_NOT_UPGRADE',
+    });
+  });
+
   it('opaque settings must still be objects', () => {
     expectError(dr('  trafficPolicy:\n    loadBalancer: ROUND_ROBIN\n'), {
       path: 'spec.trafficPolicy.loadBalancer',
