@@ -13,6 +13,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { InboundPort } from '../../api/proxy-config.ts';
 import type { Decision } from '../../policy/decision.ts';
+import type { DestinationWorkload } from '../../policy/facts.ts';
 import { resolveProxyLimits } from '../../api/proxy-limits.ts';
 import { hopByHop, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
@@ -50,9 +51,12 @@ function isTarget(target: string): boolean {
 }
 
 export class InboundFastLane extends DownstreamLane {
-  readonly #info: ConnectionInfo;
+  /** The connection's facts with the config in force at its last request (a new object when that changes). */
+  #info: ConnectionInfo;
   readonly #host: LaneHost;
   #port: InboundPort | undefined;
+  #destination: DestinationWorkload | undefined;
+  #destinationFor: ConnectionInfo | undefined;
 
   constructor(socket: Duplex, info: ConnectionInfo, host: LaneHost) {
     super(socket, host.handOff);
@@ -78,7 +82,8 @@ export class InboundFastLane extends DownstreamLane {
   protected serve(head: RequestHead, body: Buffer | null): void {
     // Each request decides with the policy in force when it began.
     const snap = this.#host.ctx.snapshot();
-    const info = snap === this.#info.snapshot ? this.#info : { ...this.#info, snapshot: snap };
+    if (snap !== this.#info.snapshot) this.#info = { ...this.#info, snapshot: snap };
+    const info = this.#info;
     this.#serve(info, this.#port!, head, body);
   }
 
@@ -87,7 +92,12 @@ export class InboundFastLane extends DownstreamLane {
     const started = performance.now();
     const snap = info.snapshot;
     const { method, target: path, host } = head;
-    const destination = destinationOf(snap, info.port, info.localIp);
+    // The same for every request of a connection under one config: built once.
+    if (this.#destinationFor !== info) {
+      this.#destination = destinationOf(snap, info.port, info.localIp);
+      this.#destinationFor = info;
+    }
+    const destination = this.#destination!;
     const { mode } = snap.engine.peerMode(destination);
     if (!info.mtls && !info.ingress && mode === 'STRICT') {
       // Probes rewritten by Istio reach the app in plaintext even under STRICT, and only on the exact paths configured.

@@ -98,28 +98,37 @@ export class OutboundFastLane extends DownstreamLane {
     }
     out += '\r\n\r\n';
 
-    const attempt = (fresh: boolean): void => {
-      ctx.pool.h1(plan, upstream, picked.endpoint, fresh).then(
-        ({ key, up }) => {
-          peer = up.peer;
-          connection = up;
-          if (this.gone) {
-            ctx.pool.releaseH1(key, up, true, -1);
+    const pool = ctx.pool;
+    const use = (key: string, up: H1Upstream, fresh: boolean): void => {
+      peer = up.peer;
+      connection = up;
+      if (this.gone) {
+        pool.releaseH1(key, up, true, -1);
+        picked.release();
+        count(0);
+        return;
+      }
+      this.upstream = up;
+      up.send(out, body, {
+        downstream: this.socket,
+        headRequest: head.method === 'HEAD',
+        decorate: (_h, closes) => (closes || this.closing ? '\r\nconnection: close' : ''),
+        done: (end: ExchangeEnd) =>
+          this.#exchanged(end, pool, key, up, fresh, head.method, attempt, () => {
             picked.release();
-            count(0);
-            return;
-          }
-          this.upstream = up;
-          up.send(out, body, {
-            downstream: this.socket,
-            headRequest: head.method === 'HEAD',
-            decorate: (_h, closes) => (closes || this.closing ? '\r\nconnection: close' : ''),
-            done: (end: ExchangeEnd) => this.#exchanged(end, ctx.pool, key, up, fresh, head.method, attempt, () => {
-              picked.release();
-              count(end.kind === 'complete' || end.headSent ? end.status : 0);
-            }, fail),
-          });
-        },
+            count(end.kind === 'complete' || end.headSent ? end.status : 0);
+          }, fail),
+      });
+    };
+    const attempt = (fresh: boolean): void => {
+      // A kept-alive connection is used at once; only a new one waits for its dial.
+      const kept = fresh ? null : pool.takeH1(upstream, picked.endpoint);
+      if (kept !== null) {
+        use(kept.key, kept.up, false);
+        return;
+      }
+      pool.dialH1(plan, upstream, picked.endpoint).then(
+        ({ key, up }) => use(key, up, fresh),
         (err: unknown) => fail(failureOf(err)),
       );
     };

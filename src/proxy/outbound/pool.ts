@@ -34,6 +34,17 @@ const H1_ALPN: readonly string[] = Object.freeze(['http/1.1']);
 /** An idle HTTP/1.1 connection to a peer proxy is closed well inside the peer's idle timeout (default 300 s). */
 const PEER_IDLE_MS = 60_000;
 
+/** The HTTP/1.1 pool's key for an endpoint, built once per endpoint object (configs are frozen and replaced whole). */
+const h1Keys = new WeakMap<UpstreamEndpoint, string>();
+function h1Key(upstream: Upstream, endpoint: UpstreamEndpoint): string {
+  let key = h1Keys.get(endpoint);
+  if (key === undefined) {
+    key = `${upstream.name}|${endpoint.host}|${endpoint.port}`;
+    h1Keys.set(endpoint, key);
+  }
+  return key;
+}
+
 export class ConnectionPool {
   readonly #tlsOptions: TlsOptionsCache;
   readonly #timeoutMs: number;
@@ -104,22 +115,28 @@ export class ConnectionPool {
   }
 
   /**
-   * An HTTP/1.1 connection to a mesh endpoint over mTLS for one exchange:
-   * a kept-alive one, or a new one (ALPN http/1.1, secure naming checked
-   * in its handshake as on every dial). Given back with `releaseH1`.
-   * `fresh` skips the kept-alive ones.
+   * A kept-alive HTTP/1.1 connection to a mesh endpoint, free for one
+   * exchange, or null (then `dialH1`). Given back with `releaseH1`.
    */
-  async h1(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint, fresh: boolean): Promise<{ readonly key: string; readonly up: H1Upstream }> {
-    const key = `${upstream.name}|${endpoint.host}|${endpoint.port}`;
-    const kept = fresh ? null : this.#h1.take(key);
-    if (kept !== null) return { key, up: kept };
+  takeH1(upstream: Upstream, endpoint: UpstreamEndpoint): { readonly key: string; readonly up: H1Upstream } | null {
+    const key = h1Key(upstream, endpoint);
+    const up = this.#h1.take(key);
+    return up === null ? null : { key, up };
+  }
+
+  /**
+   * A new HTTP/1.1 connection to a mesh endpoint over mTLS (ALPN http/1.1,
+   * secure naming checked in its handshake, as on every dial), for one
+   * exchange; given back with `releaseH1`.
+   */
+  async dialH1(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<{ readonly key: string; readonly up: H1Upstream }> {
     const options = this.#tlsOptions.get(plan, upstream, endpoint, H1_ALPN)!;
     const observer = this.#metrics === undefined ? undefined : handshakeObserver(this.#metrics, upstream.host);
     const socket = (await dial(endpoint, options, this.#timeoutMs, observer)) as tls.TLSSocket;
     socket.setNoDelay(true);
     const up = this.#h1.adopt(socket);
     up.peer = presentedId(socket);
-    return { key, up };
+    return { key: h1Key(upstream, endpoint), up };
   }
 
   releaseH1(key: string, up: H1Upstream, reusable: boolean, keepAliveMs: number): void {
