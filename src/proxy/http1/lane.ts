@@ -7,7 +7,7 @@
 
 import type { Duplex } from 'node:stream';
 import { parseRequestHead, type RequestHead } from './head.ts';
-import type { H1Upstream } from './upstream.ts';
+import type { ExchangeEnd, H1Upstream } from './upstream.ts';
 
 /** Bytes read ahead of the request in progress before the connection stops reading. */
 const MAX_READ_AHEAD = 64 * 1024;
@@ -22,7 +22,7 @@ export interface LaneLimits {
 export abstract class DownstreamLane {
   protected readonly socket: Duplex;
   /** The exchange in flight, aborted when the downstream goes away. */
-  protected upstream: H1Upstream | null = null;
+  #upstream: H1Upstream | null = null;
   readonly #handOff: (socket: Duplex, pending: Buffer | null) => void;
   #buf: Buffer | null = null;
   #busy = false;
@@ -58,15 +58,6 @@ export abstract class DownstreamLane {
     return this.#gone;
   }
 
-  /** The connection ends after the response in progress. */
-  protected get closing(): boolean {
-    return this.#closing;
-  }
-
-  protected closeAfterResponse(): void {
-    this.#closing = true;
-  }
-
   /** A response of the proxy's own. */
   protected answer(status: number, text: string, extra = ''): void {
     const close = this.#closing ? '\r\nconnection: close' : '';
@@ -74,6 +65,25 @@ export abstract class DownstreamLane {
       `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}${extra}${close}\r\n\r\n${text}`,
       'latin1',
     );
+  }
+
+  /**
+   * Sends one request (head and body) on `up` and passes its response to
+   * this connection, ending it after a response read until the server
+   * closed or when the caller asked to close; `done` hears how it ended.
+   */
+  protected relay(up: H1Upstream, request: string, body: Buffer | null, headRequest: boolean, done: (end: ExchangeEnd) => void): void {
+    this.#upstream = up;
+    up.send(request, body, {
+      downstream: this.socket,
+      headRequest,
+      decorate: (_h, closes) => (closes || this.#closing ? '\r\nconnection: close' : ''),
+      done: (end) => {
+        this.#upstream = null;
+        if (end.kind === 'complete' && end.closes) this.#closing = true;
+        done(end);
+      },
+    });
   }
 
   /** The exchange is over: the next request, or the end of a connection asked to close. */
@@ -103,7 +113,7 @@ export abstract class DownstreamLane {
   #closed(): void {
     this.#gone = true;
     if (this.#idle !== null) clearTimeout(this.#idle);
-    this.upstream?.abort();
+    this.#upstream?.abort();
   }
 
   /**

@@ -13,7 +13,7 @@ import { ChunkedScanner } from './chunked.ts';
 import { parseResponseHead, type ResponseHead } from './head.ts';
 
 /** Methods whose request may be sent again on a new connection when a kept-alive one failed before any response (RFC 9110 §9.2.2). */
-export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** A response head larger than this is refused (Envoy's default max_request_headers_kb is 60). */
 const MAX_RESPONSE_HEAD_BYTES = 60 * 1024;
@@ -29,6 +29,15 @@ export type ExchangeEnd =
   | { readonly kind: 'failed'; readonly headSent: boolean; readonly status: number; readonly responseSeen: boolean; readonly reason: 'reset' | 'protocol' }
   /** The downstream went away first (`abort`); `status` is 0 unless the response had begun. */
   | { readonly kind: 'aborted'; readonly headSent: boolean; readonly status: number };
+
+/**
+ * Whether a failed exchange was a kept-alive connection the server closed
+ * just as the request went out (nothing came back), for an idempotent
+ * method: the request may then go once more, on a new connection.
+ */
+export function sendAgain(end: ExchangeEnd, up: H1Upstream, method: string): boolean {
+  return end.kind === 'failed' && !end.headSent && !end.responseSeen && up.reused && IDEMPOTENT.has(method);
+}
 
 export interface Exchange {
   readonly downstream: Duplex;

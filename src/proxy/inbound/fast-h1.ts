@@ -17,7 +17,7 @@ import type { DestinationWorkload } from '../../policy/facts.ts';
 import { resolveProxyLimits } from '../../api/proxy-limits.ts';
 import { hopByHop, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
-import { IDEMPOTENT, type H1Upstream, type ExchangeEnd } from '../http1/upstream.ts';
+import { sendAgain, type H1Upstream } from '../http1/upstream.ts';
 import { destinationOf, inboundPort } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
 import { forwardedTarget, recordInbound, UPSTREAM_CONNECT_ERROR, xfccOf } from './http.ts';
@@ -34,7 +34,7 @@ export interface LaneHost {
 }
 
 /** Whether a string can be sent as a header value (no CR, LF, NUL or other controls). */
-export function isHeaderValue(value: string): boolean {
+function isHeaderValue(value: string): boolean {
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
     if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
@@ -194,38 +194,29 @@ export class InboundFastLane extends DownstreamLane {
         finish('reset');
         return;
       }
-      this.upstream = up;
-      up.send(out, body, {
-        downstream: this.socket,
-        headRequest: head.method === 'HEAD',
-        decorate: (_h, closes) => (closes || this.closing ? '\r\nconnection: close' : ''),
-        done: (end: ExchangeEnd) => {
-          this.upstream = null;
-          if (end.kind === 'complete') {
-            pool.release(key, up, end.reusable, end.keepAliveMs);
-            finish(end.status);
-            if (end.closes) this.closeAfterResponse();
-            this.done();
-            return;
-          }
-          if (end.kind === 'aborted') {
-            finish(end.headSent ? end.status : 'reset');
-            return;
-          }
-          if (end.headSent) {
-            this.socket.destroy();
-            finish(end.status);
-            return;
-          }
-          // A kept-alive connection the app closed just as this request went out.
-          if (up.reused && !end.responseSeen && !retried && IDEMPOTENT.has(head.method)) {
-            this.#forward(info, port, head, body, target, d, started, bypass, true);
-            return;
-          }
-          this.answer(503, UPSTREAM_CONNECT_ERROR, '');
-          finish(503);
+      this.relay(up, out, body, head.method === 'HEAD', (end) => {
+        if (end.kind === 'complete') {
+          pool.release(key, up, end.reusable, end.keepAliveMs);
+          finish(end.status);
           this.done();
-        },
+          return;
+        }
+        if (end.kind === 'aborted') {
+          finish(end.headSent ? end.status : 'reset');
+          return;
+        }
+        if (end.headSent) {
+          this.socket.destroy();
+          finish(end.status);
+          return;
+        }
+        if (!retried && sendAgain(end, up, head.method)) {
+          this.#forward(info, port, head, body, target, d, started, bypass, true);
+          return;
+        }
+        this.answer(503, UPSTREAM_CONNECT_ERROR, '');
+        finish(503);
+        this.done();
       });
     };
     // A retry takes a new connection: the pooled ones may be as stale as the last.

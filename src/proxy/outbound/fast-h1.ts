@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { hopByHop, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
-import { IDEMPOTENT, type ExchangeEnd, type H1Upstream } from '../http1/upstream.ts';
+import { sendAgain, type ExchangeEnd, type H1Upstream } from '../http1/upstream.ts';
 import { UpstreamError } from './dial.ts';
 import { countFailure, failureBody, failureOf, FLAGS, type ForwardContext } from './http-forward.ts';
 import { connectionLabels } from './metrics.ts';
@@ -108,17 +108,12 @@ export class OutboundFastLane extends DownstreamLane {
         count(0);
         return;
       }
-      this.upstream = up;
-      up.send(out, body, {
-        downstream: this.socket,
-        headRequest: head.method === 'HEAD',
-        decorate: (_h, closes) => (closes || this.closing ? '\r\nconnection: close' : ''),
-        done: (end: ExchangeEnd) =>
-          this.#exchanged(end, pool, key, up, fresh, head.method, attempt, () => {
-            picked.release();
-            count(end.kind === 'complete' || end.headSent ? end.status : 0);
-          }, fail),
-      });
+      this.relay(up, out, body, head.method === 'HEAD', (end) =>
+        this.#exchanged(end, pool, key, up, fresh, head.method, attempt, () => {
+          picked.release();
+          count(end.kind === 'complete' || end.headSent ? end.status : 0);
+        }, fail),
+      );
     };
     const attempt = (fresh: boolean): void => {
       // A kept-alive connection is used at once; only a new one waits for its dial.
@@ -147,11 +142,9 @@ export class OutboundFastLane extends DownstreamLane {
     fail: (err: UpstreamError) => void,
   ): void {
     // Back to the pool it came from: after a rotation that pool is drained and closes it.
-    this.upstream = null;
     if (end.kind === 'complete') {
       pool.releaseH1(key, up, end.reusable, end.keepAliveMs);
       finished();
-      if (end.closes) this.closeAfterResponse();
       this.done();
       return;
     }
@@ -160,8 +153,7 @@ export class OutboundFastLane extends DownstreamLane {
       finished();
       return;
     }
-    // A kept-alive connection the peer closed just as this request went out: once more, on a new one.
-    if (up.reused && !end.responseSeen && !fresh && IDEMPOTENT.has(method)) {
+    if (!fresh && sendAgain(end, up, method)) {
       retry(true);
       return;
     }

@@ -78,6 +78,8 @@ export class OutboundRouter {
   readonly #listeners = new Map<string, Listener>();
   readonly #upstreamSockets = new Set<net.Socket>();
   #started = false;
+  #forwardContext: ForwardContext | undefined;
+  #forwardContextTable: RouteTable | undefined;
 
   constructor(config: ProxyConfig, engine: PolicyEngine, material: MtlsMaterial, options: OutboundRouterOptions = {}) {
     this.registry = options.registry ?? new Registry();
@@ -173,8 +175,16 @@ export class OutboundRouter {
     return { workload: w.name, namespace: w.namespace, principal: `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}` };
   }
 
+  /**
+   * What a request forwards with: the same object until the pool, the table
+   * or the tracer changes, so requests allocate no context of their own.
+   */
   get #context(): ForwardContext {
-    return { pool: this.#pool, metrics: this.metrics, source: this.#source, tracer: this.#tracer() };
+    const tracer = this.#tracer();
+    const c = this.#forwardContext;
+    if (c !== undefined && c.pool === this.#pool && c.tracer === tracer && this.#forwardContextTable === this.#table) return c;
+    this.#forwardContextTable = this.#table;
+    return (this.#forwardContext = { pool: this.#pool, metrics: this.metrics, source: this.#source, tracer });
   }
 
   async #reconcile(): Promise<void> {
