@@ -13,6 +13,19 @@ import type { ExchangeEnd, H1Upstream } from './upstream.ts';
 const MAX_READ_AHEAD = 64 * 1024;
 const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
+/**
+ * Gives `socket` to node's HTTP server (one that never listens, only takes
+ * connections), the bytes the lane read first. Paused while the server
+ * attaches: resuming then delivers `pending` before anything the socket
+ * reads next (node's parser reads the socket directly once it has it).
+ */
+export function handToServer(server: { emit(event: 'connection', socket: Duplex): boolean }, socket: Duplex, pending: Buffer | null): void {
+  socket.pause();
+  if (pending !== null) socket.unshift(pending);
+  server.emit('connection', socket);
+  socket.resume();
+}
+
 export interface LaneLimits {
   readonly maxHeadBytes: number;
   readonly maxHeaders: number;

@@ -20,6 +20,7 @@ import type { ConnectionInfo, InboundContext } from './context.ts';
 import { handleInboundRequest } from './http.ts';
 import { handleInboundTcp } from './tcp.ts';
 import { InboundFastLane, type LaneHost } from './fast-h1.ts';
+import { handToServer } from '../http1/lane.ts';
 import { h2ServerOptions, limitsOf, ListenerLimits } from './limits.ts';
 
 const TLS_HANDSHAKE = 0x16;
@@ -259,13 +260,7 @@ export class InboundListener {
   /** Node's HTTP/1.1 server takes a connection the fast lane will not serve, `pending` (the bytes the lane read) first. */
   #handOff(socket: Duplex, pending: Buffer | null): void {
     this.#limits.configureH1();
-    // Paused while node's server attaches: resuming then delivers `pending`
-    // before anything the socket reads next (node's parser reads the socket
-    // directly once it has it).
-    socket.pause();
-    if (pending !== null) socket.unshift(pending);
-    this.#h1.emit('connection', socket);
-    socket.resume();
+    handToServer(this.#h1, socket, pending);
   }
 
   #request(info: ConnectionInfo | undefined, req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void {

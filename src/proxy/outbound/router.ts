@@ -34,6 +34,7 @@ import { ConnectionPool } from './pool.ts';
 import { RouteTable, type Route } from './route.ts';
 import { forwardTcp } from './tcp-forward.ts';
 import { OutboundFastLane } from './fast-h1.ts';
+import { handToServer } from '../http1/lane.ts';
 import type { Duplex } from 'node:stream';
 
 export interface OutboundRouterOptions {
@@ -289,13 +290,7 @@ export class OutboundRouter {
       forwardHttp(this.#context, route, req, res, { authority: target.authority ?? route.upstream.host, path: target.path });
     });
     full.on('clientError', (_err, socket) => socket.destroy());
-    const handOff = (socket: Duplex, pending: Buffer | null): void => {
-      // Paused while node's server attaches, so `pending` comes before what the socket reads next.
-      socket.pause();
-      if (pending !== null) socket.unshift(pending);
-      full.emit('connection', socket);
-      socket.resume();
-    };
+    const handOff = (socket: Duplex, pending: Buffer | null): void => handToServer(full, socket, pending);
     const server = net.createServer((socket) => {
       socket.setNoDelay(true);
       new OutboundFastLane(socket, () => this.#table.byName(name), () => this.#context, handOff);
