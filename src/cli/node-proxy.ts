@@ -12,6 +12,7 @@
 import type { MeshFile } from '../api/mesh-file.ts';
 import { meshIdentity } from '../api/mesh-file.ts';
 import type { BootstrapTokenGrant } from '../control/ca-server/index.ts';
+import { trimMemoryWhenIdle } from '../lib/memory-trim.ts';
 import { ManagedProxy } from '../proxy/managed-proxy.ts';
 import { callAdmin, findLiveServer, type LiveServer } from './ca-server-file.ts';
 import { EXIT_OK, EXIT_USAGE } from './io.ts';
@@ -105,7 +106,9 @@ export async function runNodeProxy(opts: NodeProxyOptions): Promise<number> {
     await Promise.all(proxies.map((p) => p.stop()));
     return EXIT_USAGE;
   }
+  const stopTrim = trimMemoryWhenIdle();
   const sig = outcome === 'started' ? await signalled : outcome;
+  stopTrim();
   log('info', 'node-proxy-stopping', { signal: sig });
   await Promise.all(proxies.map((p) => p.stop()));
   return EXIT_OK;

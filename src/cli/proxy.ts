@@ -11,6 +11,7 @@ import { dirname, resolve } from 'node:path';
 import { formatDiagnostic } from '../api/diagnostics.ts';
 import type { ProxyConfig } from '../api/proxy-config.ts';
 import { loadProxyConfig } from '../api/proxy-config-schema.ts';
+import { trimMemoryWhenIdle } from '../lib/memory-trim.ts';
 import type { WorkloadAgent } from '../identity/agent/index.ts';
 import { ProxyConfigError, WorkloadProxy } from '../proxy/proxy.ts';
 import { EXIT_OK, EXIT_USAGE } from './io.ts';
@@ -83,7 +84,9 @@ export async function runProxy(opts: { config: string }): Promise<number> {
   }
   const st = proxy.status();
   logLine('info', 'proxy-started', { workload: st.workload, spiffeId: st.spiffeId, adminPort: st.adminPort, inbound: st.inbound });
+  const stopTrim = trimMemoryWhenIdle();
   const sig = await signalled;
+  stopTrim();
   logLine('info', 'proxy-stopping', { signal: sig });
   await proxy.stop();
   await agent?.stop();

@@ -7,7 +7,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Agent } from 'node:http';
+import { http } from '../lib/node-http.ts';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import type { Server } from 'node:http';
 import type { Diagnostic } from '../api/diagnostics.ts';
@@ -124,7 +124,7 @@ export class WorkloadProxy {
   #material: MtlsMaterial;
   readonly #options: WorkloadProxyOptions;
   readonly #listeners = new Map<number, InboundListener>();
-  readonly #appAgent = new Agent({ keepAlive: true });
+  readonly #appAgent = new http.Agent({ keepAlive: true });
   // Node's http.Agent keeps idle sockets until the app closes them; so does this pool, bounded by the app's Keep-Alive hint.
   readonly #appPool = new H1Pool(APP_IDLE_MS);
   readonly #h2Sessions = new Map<number, ClientHttp2Session>();

@@ -13,7 +13,8 @@
 // keys. A Host header naming anything but this listener is refused, so a web
 // page that rebinds its name to 127.0.0.1 cannot read /status either.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../../lib/node-http.ts';
 import { timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { decodeJwt } from 'jose';
@@ -111,7 +112,7 @@ export class CaAdmin {
     this.#token = Buffer.from(opts.token);
     this.#extraStatus = opts.extraStatus;
     this.#log = opts.log ?? (() => {});
-    this.#http = createServer((req, res) => void this.#handle(req, res));
+    this.#http = http.createServer((req, res) => void this.#handle(req, res));
   }
 
   static async start(opts: CaAdminOptions): Promise<CaAdmin> {

@@ -1,7 +1,8 @@
 // The admin API, on loopback only: readiness, liveness, Prometheus metrics,
 // the config in force (secrets redacted) and the current certificate.
 
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { http } from '../../lib/node-http.ts';
 import type { AddressInfo } from 'node:net';
 import type { ProxyConfig } from '../../api/proxy-config.ts';
 import type { Registry } from 'prom-client';
@@ -29,7 +30,7 @@ export function redactConfig(config: ProxyConfig): unknown {
 }
 
 export async function startAdmin(bindPort: number, source: AdminSource): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     const json = (status: number, body: unknown): void => {
       const text = `${JSON.stringify(body, null, 2)}\n`;
       res.writeHead(status, { 'content-type': 'application/json' });

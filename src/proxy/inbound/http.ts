@@ -3,7 +3,8 @@
 // the way Envoy does, or forward to the app on loopback. Every way a request
 // can end is mapped to a response here and nowhere else.
 
-import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { http } from '../../lib/node-http.ts';
 import { constants as h2, type Http2ServerRequest, type Http2ServerResponse, type OutgoingHttpHeaders } from 'node:http2';
 import type { InboundPort } from '../../api/proxy-config.ts';
 import { logTime, type AccessLogEntry } from '../access-log.ts';
@@ -309,7 +310,7 @@ function forward(
     else for (const v of value) raw.push(name, v);
   }
   raw.push('host', host);
-  const upstream = httpRequest({ host: '127.0.0.1', port: port.appPort, method: req.method, path: target, headers: raw, agent: ctx.appAgent });
+  const upstream = http.request({ host: '127.0.0.1', port: port.appPort, method: req.method, path: target, headers: raw, agent: ctx.appAgent });
   upstream.on('response', (up) => {
     head(res, up.statusCode ?? 502, responseHeaders(up.headers));
     // The app's chunked trailers, added before pipe's own 'end' listener ends the response.

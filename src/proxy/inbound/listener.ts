@@ -6,7 +6,8 @@
 // decrypted or plain stream is then served as HTTP/1.1, HTTP/2 or TCP.
 
 import { createHash } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { http } from '../../lib/node-http.ts';
 import { createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -41,7 +42,7 @@ export class InboundListener {
   readonly #ctx: InboundContext;
   readonly #server: NetServer;
   readonly #mtls: MtlsServer;
-  readonly #h1 = createHttpServer({ keepAlive: true });
+  readonly #h1 = http.createServer({ keepAlive: true });
   readonly #h2: Http2Server;
   readonly #limits: ListenerLimits;
   readonly #conn = new WeakMap<object, ConnectionInfo>();

@@ -10,7 +10,8 @@
 // it sent `TE: trailers`, which only says they will not be dropped (RFC 9110
 // §10.1.4). An HTTP/1.0 app has no chunked coding, and node drops them.
 
-import * as http from 'node:http';
+import type * as Http from 'node:http';
+import { http } from '../../lib/node-http.ts';
 import * as https from 'node:https';
 import * as http2 from 'node:http2';
 import type { Route } from './route.ts';
@@ -81,8 +82,8 @@ export function failureBody(err: UpstreamError): string {
 export function forwardHttp(
   ctx: ForwardContext,
   route: Route,
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
+  req: Http.IncomingMessage,
+  res: Http.ServerResponse,
   target: { authority: string; path: string },
 ): void {
   const { upstream, plan } = route;
@@ -183,8 +184,8 @@ export function dialRoute(
 
 function send(
   transport: Transport,
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
+  req: Http.IncomingMessage,
+  res: Http.ServerResponse,
   target: { authority: string; path: string },
   fail: (err: UpstreamError) => void,
   host: string,
@@ -222,7 +223,7 @@ function send(
     return;
   }
   // TLS options live in the agent: per-request ones would stop node reusing its connections.
-  const options: http.RequestOptions = {
+  const options: Http.RequestOptions = {
     host,
     port,
     method: req.method ?? 'GET',
@@ -247,7 +248,7 @@ function send(
   req.pipe(upstreamReq);
 }
 
-function addTrailers(to: http.OutgoingMessage, trailers: http.IncomingHttpHeaders): void {
+function addTrailers(to: Http.OutgoingMessage, trailers: Http.IncomingHttpHeaders): void {
   const t = endToEnd(trailers);
   if (Object.keys(t).length > 0) to.addTrailers(t as Record<string, string>);
 }

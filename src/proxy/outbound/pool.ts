@@ -12,7 +12,8 @@
 // `drain()` stops handing out the pool's connections and lets the requests
 // already on them finish (certificate rotation, new configuration).
 
-import * as http from 'node:http';
+import type * as Http from 'node:http';
+import { http } from '../../lib/node-http.ts';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type * as net from 'node:net';
@@ -27,7 +28,7 @@ export type Transport =
   /** `peer`: the SPIFFE ID the server presented, null over plaintext. */
   | { readonly kind: 'h2'; readonly session: http2.ClientHttp2Session; readonly peer: string | null }
   /** `secure`: the agent speaks TLS, with the endpoint's options built in. */
-  | { readonly kind: 'h1'; readonly agent: http.Agent; readonly secure: boolean };
+  | { readonly kind: 'h1'; readonly agent: Http.Agent; readonly secure: boolean };
 
 const HTTP_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
 const H1_ALPN: readonly string[] = Object.freeze(['http/1.1']);
@@ -50,7 +51,7 @@ export class ConnectionPool {
   readonly #timeoutMs: number;
   readonly #metrics: OutboundMetrics | undefined;
   readonly #sessions = new Map<string, Promise<Transport>>();
-  readonly #agents = new Map<string, http.Agent>();
+  readonly #agents = new Map<string, Http.Agent>();
   readonly #live = new Set<http2.ClientHttp2Session>();
   readonly #ready = new Map<string, http2.ClientHttp2Session>();
   /** Kept-alive HTTP/1.1 connections over mTLS, for the fast lane (./fast-h1.ts). */
@@ -144,7 +145,7 @@ export class ConnectionPool {
   }
 
   /** The endpoint's HTTP/1.1 agent; `tls` (null for plaintext) is used by every connection it opens. */
-  #agent(key: string, host: string, tlsOptions: tls.ConnectionOptions | null): http.Agent {
+  #agent(key: string, host: string, tlsOptions: tls.ConnectionOptions | null): Http.Agent {
     let agent = this.#agents.get(key);
     if (agent === undefined) {
       const keepAlive = !this.#draining;
@@ -210,7 +211,7 @@ export class ConnectionPool {
     for (const session of this.#live) session.close();
     for (const agent of this.#agents.values()) {
       // Busy sockets close when their request ends; idle ones now.
-      (agent as http.Agent & { keepAlive: boolean }).keepAlive = false;
+      (agent as Http.Agent & { keepAlive: boolean }).keepAlive = false;
       for (const sockets of Object.values(agent.freeSockets)) for (const s of sockets ?? []) s.destroy();
     }
     this.#agents.clear();

@@ -17,7 +17,8 @@
 //   await router.update(next, nextEngine);
 //   await router.stop();
 
-import * as http from 'node:http';
+import type * as Http from 'node:http';
+import { http } from '../../lib/node-http.ts';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { Registry } from 'prom-client';
@@ -52,7 +53,7 @@ type ListenerKind = 'tcp' | 'http' | 'h2c' | 'proxy';
 
 interface Listener {
   readonly key: string;
-  readonly server: net.Server | http.Server | http2.Http2Server;
+  readonly server: net.Server | Http.Server | http2.Http2Server;
   readonly sockets: Set<net.Socket>;
 }
 
@@ -61,7 +62,7 @@ function listenerKind(route: Route): ListenerKind {
   return p === 'tcp' ? 'tcp' : p === 'http' ? 'http' : 'h2c';
 }
 
-function plainResponse(res: http.ServerResponse, status: number, body: string, headers: http.OutgoingHttpHeaders = {}): void {
+function plainResponse(res: Http.ServerResponse, status: number, body: string, headers: Http.OutgoingHttpHeaders = {}): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers });
   res.end(body);
 }
@@ -227,7 +228,7 @@ export class OutboundRouter {
     }
   }
 
-  #track(server: net.Server | http.Server | http2.Http2Server): Set<net.Socket> {
+  #track(server: net.Server | Http.Server | http2.Http2Server): Set<net.Socket> {
     const sockets = new Set<net.Socket>();
     server.on('connection', (s: net.Socket) => {
       sockets.add(s);
@@ -316,7 +317,7 @@ export class OutboundRouter {
       }
       forwardHttp(this.#context, route, req, res, { authority: target.authority, path: target.path });
     });
-    server.on('connect', (_req: http.IncomingMessage, socket: net.Socket) => {
+    server.on('connect', (_req: Http.IncomingMessage, socket: net.Socket) => {
       const body = 'CONNECT is not supported: send plain http:// requests through this proxy\n';
       socket.end(
         `HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

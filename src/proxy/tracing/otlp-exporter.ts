@@ -11,7 +11,8 @@
 //   exporter.enqueue(span);     // from Span.end
 //   await exporter.shutdown();  // sends what is queued, then closes
 
-import * as http from 'node:http';
+import type * as Http from 'node:http';
+import { http } from '../../lib/node-http.ts';
 import * as https from 'node:https';
 import { Counter, type Registry } from 'prom-client';
 
@@ -135,7 +136,7 @@ export class OtlpExporter {
   readonly #maxBatch: number;
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
-  readonly #agent: http.Agent;
+  readonly #agent: Http.Agent;
   #queue: FinishedSpan[] = [];
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
@@ -223,7 +224,7 @@ export class OtlpExporter {
   #post(body: string): Promise<boolean> {
     return new Promise((resolve) => {
       const send = this.#endpoint.protocol === 'https:' ? https.request : http.request;
-      let req: http.ClientRequest;
+      let req: Http.ClientRequest;
       try {
         req = send(this.#endpoint, {
           method: 'POST',
