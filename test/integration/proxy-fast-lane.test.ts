@@ -13,6 +13,7 @@ import type { ProxyConfig } from '../../src/api/proxy-config.ts';
 import { trustBundleFromPem } from '../../src/identity/trust-bundle.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
 import type { AccessLogEntry } from '../../src/proxy/access-log.ts';
+import { get } from '../support/http.ts';
 import { createLeaf, createRootCa } from '../support/pki.ts';
 
 const TD = 'cluster.local';
@@ -229,5 +230,22 @@ describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
     await exchange(port, 'GET /xfcc HTTP/1.1\r\nHost: p\r\nX-Forwarded-Client-Cert: URI=spiffe://evil\r\n\r\n', (t) => t.includes('GET /xfcc'));
     const seen = app.seen.find((r) => r.path === '/xfcc')!;
     assert.doesNotMatch(seen.head.toLowerCase(), /x-forwarded-client-cert/);
+  });
+
+  it('neither believes nor passes on a plaintext caller\'s x-meshward-peer-workload, on the lane and on the full path', async () => {
+    const raw =
+      'GET /peer-lane HTTP/1.1\r\nHost: p\r\nX-Meshward-Peer-Workload: spoofed\r\n\r\n' +
+      'POST /peer-full HTTP/1.1\r\nHost: p\r\nX-Meshward-Peer-Workload: spoofed\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n';
+    const { text } = await exchange(port, raw, (t) => t.includes('POST /peer-full'));
+    assert.equal(responses(text), 2);
+    for (const path of ['/peer-lane', '/peer-full']) {
+      const seen = app.seen.find((r) => r.path === path)!;
+      assert.doesNotMatch(seen.head.toLowerCase(), /x-meshward-peer-workload/, path);
+    }
+    const stats = (await get(proxy.status().adminPort, '/stats/prometheus')).body;
+    assert.doesNotMatch(stats, /spoofed/);
+    const plaintext = stats.split('\n').filter((l) => l.startsWith('istio_requests_total{') && l.includes('connection_security_policy="none"'));
+    assert.ok(plaintext.length > 0, stats);
+    for (const l of plaintext) assert.match(l, /source_workload="unknown"/);
   });
 });

@@ -143,6 +143,17 @@ async function tcpExchange(port: number, options: tls.ConnectionOptions): Promis
   return got;
 }
 
+/** The istio_requests_total lines of a scrape that contain every one of `parts`, once the proxy has counted them (it counts as a response ends). */
+async function requestLines(admin: number, ...parts: string[]): Promise<string[]> {
+  let lines: string[] = [];
+  for (let i = 0; i < 50 && lines.length === 0; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 20));
+    const stats = (await get(admin, '/stats/prometheus')).body;
+    lines = stats.split('\n').filter((l) => l.startsWith('istio_requests_total{') && parts.every((p) => l.includes(p)));
+  }
+  return lines;
+}
+
 /** Resolves with the error a refused request ends with. */
 async function refused(p: Promise<unknown>): Promise<Error> {
   try {
@@ -256,6 +267,15 @@ describe('inbound proxy', () => {
     assert.equal(mtls.status, 200);
   });
 
+  it('PERMISSIVE does not believe a plaintext caller\'s x-meshward-peer-workload', async () => {
+    const plain = await get(port9090, '/api/v1/payments/2', { headers: { 'x-meshward-peer-workload': 'plain-spoof' } });
+    assert.equal(plain.status, 403);
+    const lines = await requestLines(admin, 'connection_security_policy="none"', 'response_code="403"');
+    assert.ok(lines.length > 0);
+    for (const l of lines) assert.match(l, /source_workload="unknown"/);
+    assert.doesNotMatch((await get(admin, '/stats/prometheus')).body, /plain-spoof/);
+  });
+
   it('allows order-service and denies reporting-service with RBAC: access denied', async () => {
     const ok = await get(port8080, '/api/v1/payments/42', { tls: orderTls, method: 'POST', body: 'charge' });
     assert.equal(ok.status, 200);
@@ -298,6 +318,40 @@ describe('inbound proxy', () => {
     // Plaintext on the permissive port: the spoofed header is dropped, none is added.
     await get(port9090, '/healthz', { headers: { 'x-forwarded-client-cert': 'URI=spiffe://evil' } });
     assert.ok(app.seen.every((s) => !String(s.headers['x-forwarded-client-cert'] ?? '').includes('evil')));
+  });
+
+  it('names the caller\'s workload as a mesh peer\'s proxy said it, and never passes the header to the app', async () => {
+    const peer = (name: string): http.OutgoingHttpHeaders => ({ 'x-meshward-peer-workload': name });
+    assert.equal((await get(port8080, '/api/v1/payments/w1', { tls: orderTls, headers: peer('order-v2') })).status, 200);
+    assert.equal(app.seen.at(-1)!.url, '/api/v1/payments/w1');
+    assert.equal(app.seen.at(-1)!.headers['x-meshward-peer-workload'], undefined);
+    const named = await requestLines(admin, 'source_workload="order-v2"');
+    assert.equal(named.length, 1);
+    assert.match(named[0]!, new RegExp(`source_principal="${ORDER}".*connection_security_policy="mutual_tls"`));
+    // Not a workload name (upper case and _, or longer than 253): not believed, and not passed on either.
+    for (const bad of ['Order_V2', 'x'.repeat(254)]) {
+      assert.equal((await get(port8080, '/api/v1/payments/w2', { tls: orderTls, headers: peer(bad) })).status, 200);
+      assert.equal(app.seen.at(-1)!.headers['x-meshward-peer-workload'], undefined);
+    }
+    // A request the policy denies is counted under the name too.
+    assert.equal((await get(port8080, '/api/v1/payments/w3', { tls: reportingTls, headers: peer('reporting') })).status, 403);
+    assert.equal((await requestLines(admin, 'source_workload="reporting"', 'response_code="403"')).length, 1);
+    // HTTP/2, through node's server.
+    const session = http2.connect(`https://127.0.0.1:${port8080}`, { ...orderTls, ALPNProtocols: ['h2'] } as http2.SecureClientSessionOptions);
+    try {
+      const stream = session.request({ ':method': 'GET', ':path': '/api/v1/payments/w4', ':authority': 'payment-service', 'x-meshward-peer-workload': 'order-h2' });
+      const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      stream.resume();
+      await once(stream, 'end');
+      assert.equal(headers[':status'], 200);
+    } finally {
+      session.close();
+    }
+    assert.equal(app.seen.at(-1)!.url, '/api/v1/payments/w4');
+    assert.equal(app.seen.at(-1)!.headers['x-meshward-peer-workload'], undefined);
+    assert.equal((await requestLines(admin, 'source_workload="order-h2"', 'response_code="200"')).length, 1);
+    const stats = (await get(admin, '/stats/prometheus')).body;
+    assert.doesNotMatch(stats, /Order_V2|xxxxxxxx/);
   });
 
   it('path normalization attacks never reach a forbidden handler', async () => {

@@ -234,7 +234,7 @@ describe('outbound router: HTTP over mTLS', () => {
     const reply = await request(port('payment'), {
       method: 'POST',
       path: '/pay?id=7',
-      headers: { 'content-type': 'text/plain', connection: 'keep-alive, x-hop', 'x-hop': 'drop me', 'x-keep': 'yes' },
+      headers: { 'content-type': 'text/plain', connection: 'keep-alive, x-hop', 'x-hop': 'drop me', 'x-keep': 'yes', 'x-meshward-peer-workload': 'spoofed' },
       body: 'amount=10',
     });
     assert.equal(reply.status, 200);
@@ -247,6 +247,7 @@ describe('outbound router: HTTP over mTLS', () => {
     assert.equal(seen.body, 'amount=10');
     assert.equal(seen.headers['x-keep'], 'yes');
     assert.equal(seen.headers['x-hop'], undefined, 'headers named in Connection are hop-by-hop');
+    assert.equal(seen.headers['x-meshward-peer-workload'], 'sleep', 'the workload\'s name, as this proxy says it, not as the app wrote it');
     assert.equal(
       await counter(registry, 'istio_requests_total', { reporter: 'source', response_code: '200', connection_security_policy: 'mutual_tls' }),
       1,
@@ -285,7 +286,8 @@ describe('outbound router: HTTP over mTLS', () => {
     const remote = await meshHttpServer(payment);
     const { port, registry } = await startRouter([upstream('payment', [remote.port])]);
     for (let i = 0; i < 10; i++) {
-      const reply = await request(port('payment'), { method: 'POST', path: `/pay/${i}?x=1`, headers: { 'x-keep': 'yes', 'proxy-authorization': 'Basic c2VjcmV0' }, body: `n=${i}` });
+      const headers = { 'x-keep': 'yes', 'proxy-authorization': 'Basic c2VjcmV0', ...(i % 2 === 1 ? { 'x-meshward-peer-workload': 'spoofed' } : {}) };
+      const reply = await request(port('payment'), { method: 'POST', path: `/pay/${i}?x=1`, headers, body: `n=${i}` });
       assert.equal(reply.status, 200, reply.body);
       assert.equal(reply.body, `hello ${CLIENT_ID}`);
     }
@@ -293,6 +295,8 @@ describe('outbound router: HTTP over mTLS', () => {
     assert.ok(remote.seen.every((s, i) => s.httpVersion === '1.1' && s.peer === CLIENT_ID && s.path === `/pay/${i}?x=1` && s.body === `n=${i}`));
     assert.equal(remote.seen[0]!.headers['x-keep'], 'yes');
     assert.equal(remote.seen[0]!.headers['proxy-authorization'], undefined, 'hop-by-hop headers stay on the app\'s hop');
+    // Set by the proxy on every request to a mesh peer; the app's own value never sent.
+    assert.deepEqual(new Set(remote.seen.map((s) => s.headers['x-meshward-peer-workload'])), new Set(['sleep']));
     assert.equal(remote.connections(), 1, 'sequential requests share one connection');
     assert.equal(await counter(registry, 'istio_requests_total', { reporter: 'source', response_code: '200', connection_security_policy: 'mutual_tls' }), 10);
     // Concurrent requests each take a connection of their own.
@@ -305,7 +309,7 @@ describe('outbound router: HTTP over mTLS', () => {
     const remote = await meshHttpServer(payment);
     const { port } = await startRouter([upstream('payment', [remote.port])]);
     const reply = await new Promise<Reply>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: port('payment'), path: '/chunked', method: 'POST', agent: false }, (res) => {
+      const req = http.request({ host: '127.0.0.1', port: port('payment'), path: '/chunked', method: 'POST', agent: false, headers: { 'x-meshward-peer-workload': 'spoofed' } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
@@ -316,6 +320,7 @@ describe('outbound router: HTTP over mTLS', () => {
     });
     assert.equal(reply.status, 200);
     assert.equal(remote.seen.at(-1)!.body, 'part one, part two');
+    assert.equal(remote.seen.at(-1)!.headers['x-meshward-peer-workload'], 'sleep');
   });
 
   it('falls back to HTTP/1.1 when the server does not select h2', async () => {
@@ -408,7 +413,7 @@ describe('outbound router: HTTP over mTLS', () => {
   it('sends plaintext when a DestinationRule sets tls.mode DISABLE for the host', async () => {
     const seen: string[] = [];
     const plain = http.createServer((req, res) => {
-      seen.push(`${req.method} ${req.url} ${req.headers.host}`);
+      seen.push(`${req.method} ${req.url} ${req.headers.host} ${req.headers['x-meshward-peer-workload'] ?? '-'}`);
       res.end('plain');
     });
     plain.listen(0, '127.0.0.1');
@@ -424,11 +429,13 @@ spec:
     tls: { mode: DISABLE }
 `);
     const { port, registry } = await startRouter([upstream('legacy', [(plain.address() as AddressInfo).port])], { engine });
-    const reply = await request(port('legacy'), { path: '/old' });
+    // The full path: the fast lane serves only ISTIO_MUTUAL upstreams.
+    const reply = await request(port('legacy'), { path: '/old', headers: { 'x-meshward-peer-workload': 'spoofed' } });
     assert.equal(reply.status, 200);
     assert.equal(reply.body, 'plain');
     assert.equal(seen.length, 1);
-    assert.match(seen[0]!, /^GET \/old /);
+    // Not a mesh proxy: the app's value is dropped and none is set.
+    assert.match(seen[0]!, /^GET \/old \S+ -$/);
     assert.equal(await counter(registry, 'istio_requests_total', { connection_security_policy: 'none', response_code: '200' }), 1);
   });
 
@@ -674,7 +681,7 @@ describe('outbound router: TCP and gRPC', () => {
     const { port } = await startRouter([upstream('payment', [remote.port], { protocol: 'grpc' })]);
     const session = http2.connect(`http://127.0.0.1:${port('payment')}`);
     closers.push(async () => void session.destroy());
-    const stream = session.request({ ':method': 'POST', ':path': '/pay.Payments/Charge', 'content-type': 'application/grpc', te: 'trailers' });
+    const stream = session.request({ ':method': 'POST', ':path': '/pay.Payments/Charge', 'content-type': 'application/grpc', te: 'trailers', 'x-meshward-peer-workload': 'spoofed' });
     stream.end(Buffer.from([0, 0, 0, 0, 0]));
     const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
     const trailersSeen = once(stream, 'trailers') as Promise<[http2.IncomingHttpHeaders]>;
@@ -687,5 +694,6 @@ describe('outbound router: TCP and gRPC', () => {
     assert.equal(trailers['grpc-message'], 'fine');
     assert.equal(remote.seen[0]!.path, '/pay.Payments/Charge');
     assert.equal(remote.seen[0]!.peer, CLIENT_ID);
+    assert.equal(remote.seen[0]!.headers['x-meshward-peer-workload'], 'sleep');
   });
 });

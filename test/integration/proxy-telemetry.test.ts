@@ -1,14 +1,17 @@
 // What the proxies report on /stats/prometheus after real traffic, in the
 // names and labels Istio's dashboards query: the order-service proxy
 // (reporter="source") calls the payment-service proxy (reporter="destination")
-// over mTLS, for HTTP and for opaque TCP; upstreams that fail their handshake
-// in different ways are counted by reason, and every handshake in either
-// direction is counted once. Every listener binds port 0.
+// over mTLS, for HTTP, gRPC and opaque TCP; the payment proxy names the
+// caller's workload as the order proxy told it, never as an app wrote it;
+// upstreams that fail their handshake in different ways are counted by
+// reason, and every handshake in either direction is counted once. Every
+// listener binds port 0.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +21,7 @@ import type { TrustBundle } from '../../src/identity/trust-bundle.ts';
 import { OutboundRouter } from '../../src/proxy/outbound/index.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
 import { engineFrom } from '../support/engine.ts';
-import { get } from '../support/http.ts';
+import { get, request } from '../support/http.ts';
 import { createLeaf, createRootCa, type TestCa, type TestLeaf } from '../support/pki.ts';
 import { bundleOf, proxyConfig, upstreamTo } from '../support/proxy.ts';
 
@@ -91,6 +94,8 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
   const closers: (() => Promise<void> | void)[] = [];
   let order: WorkloadProxy;
   let payment: WorkloadProxy;
+  /** The request headers each payment app received, HTTP and gRPC. */
+  const received: http.IncomingHttpHeaders[] = [];
 
   const material = (leaf: TestLeaf, b: TrustBundle = bundle): MtlsMaterial => ({ key: leaf.key, chain: leaf.chain, bundle: b });
 
@@ -124,8 +129,20 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
     bundle = bundleOf(root);
 
     const app = http.createServer((req, res) => {
+      received.push(req.headers);
       req.resume();
       req.on('end', () => res.end(`paid:${req.url}`));
+    });
+    // An h2c app answering as a gRPC server does: a message, then grpc-status in trailers.
+    const grpcApp = http2.createServer();
+    grpcApp.on('stream', (stream, headers) => {
+      received.push(headers);
+      stream.resume();
+      stream.on('end', () => {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      });
     });
     const echo = net.createServer({ allowHalfOpen: true }, (s) => {
       s.on('error', () => undefined);
@@ -133,6 +150,7 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
     });
     const appPort = await listen(app);
     const echoPort = await listen(echo);
+    const grpcPort = await listen(grpcApp);
 
     const paymentLeaf = await createLeaf(root, { uris: [id('payment-service')] });
     payment = await WorkloadProxy.start(
@@ -141,13 +159,14 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
         [
           { port: 8080, protocol: 'http', appPort },
           { port: 9000, protocol: 'tcp', appPort: echoPort },
+          { port: 9443, protocol: 'grpc', appPort: grpcPort },
         ],
         [],
       ),
       { material: material(paymentLeaf), bindPort: () => 0, accessLog: () => undefined, drainMs: 100 },
     );
     closers.push(() => payment.stop());
-    const [httpIn, tcpIn] = payment.status().inbound.map((p) => p.boundPort) as [number, number];
+    const [httpIn, tcpIn, grpcIn] = payment.status().inbound.map((p) => p.boundPort) as [number, number, number];
 
     // Servers that fail the order proxy's checks, each in its own way.
     const expired = await createLeaf(root, {
@@ -167,6 +186,7 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
       config('order-service', [], [
         upstream('payment-service', 'http', httpIn),
         upstream('ledger', 'tcp', tcpIn),
+        upstream('payments-grpc', 'grpc', grpcIn),
         upstream('impostor', 'http', httpIn, [id('billing-service')]),
         upstream('stale', 'http', await meshServer(expired)),
         upstream('stranger', 'http', await meshServer(stranger, strangerBundle)),
@@ -202,7 +222,8 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
     assert.equal(sum(s, 'istio_request_duration_milliseconds_bucket', { ...want, le: '+Inf' }), 3);
     assert.ok(sum(s, 'istio_request_duration_milliseconds_sum', want) > 0);
 
-    // The same requests from the other end: one series, both reporters, one label set.
+    // The same requests from the other end: one series, both reporters, one
+    // label set; the caller's workload as the order proxy named it.
     const inbound = await eventually(
       payment,
       (x) => sum(x, 'istio_request_duration_milliseconds_count', { reporter: 'destination', source_principal: id('order-service'), response_code: '200' }) === 3,
@@ -211,7 +232,49 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
     const labelsOf = (x: Sample[], reporter: string): string[] =>
       Object.keys(x.find((v) => v.name === 'istio_requests_total' && v.labels['reporter'] === reporter)!.labels).sort();
     assert.deepEqual(labelsOf(inbound, 'destination'), labelsOf(s, 'source'));
-    assert.equal(sum(inbound, 'istio_requests_total', { reporter: 'destination', destination_principal: id('payment-service'), source_workload_namespace: NS }), 3);
+    const destination = { reporter: 'destination', destination_principal: id('payment-service'), source_principal: id('order-service'), request_protocol: 'http', response_code: '200' };
+    assert.equal(sum(inbound, 'istio_requests_total', { ...destination, source_workload: 'order-service', source_workload_namespace: NS }), 3);
+    assert.equal(sum(inbound, 'istio_request_duration_milliseconds_count', { ...destination, source_workload: 'order-service' }), 3);
+    assert.equal(sum(inbound, 'istio_requests_total', { ...destination, source_workload: 'unknown' }), 0);
+    assert.ok(received.every((h) => h['x-meshward-peer-workload'] === undefined), 'the payment app never sees the proxies\' header');
+  });
+
+  it('names the caller\'s workload as its proxy said it, never as its app wrote it, on both HTTP/1.1 paths', async () => {
+    const spoofed = { 'x-meshward-peer-workload': 'spoofed' };
+    const before = sum(await stats(payment), 'istio_requests_total', { reporter: 'destination', source_workload: 'order-service', request_protocol: 'http' });
+    const apps = received.length;
+    // Whole: both fast lanes. Chunked: both proxies hand it to node's server.
+    assert.equal((await get(localPort('payment-service'), '/api/v1/payments/s1', { headers: spoofed })).status, 200);
+    assert.equal((await request(localPort('payment-service'), '/api/v1/payments/s2', { method: 'POST', headers: spoofed, body: 'amount=1' })).status, 200);
+    const inbound = await eventually(
+      payment,
+      (x) => sum(x, 'istio_requests_total', { reporter: 'destination', source_workload: 'order-service', request_protocol: 'http' }) === before + 2,
+      'two more inbound requests from order-service',
+    );
+    assert.equal(sum(inbound, 'istio_requests_total', { source_workload: 'spoofed' }), 0);
+    assert.equal(received.length, apps + 2);
+    for (const h of received.slice(apps)) assert.equal(h['x-meshward-peer-workload'], undefined, JSON.stringify(h));
+  });
+
+  it('names the caller\'s workload for gRPC, through both proxies\' HTTP/2 paths', async () => {
+    const session = http2.connect(`http://127.0.0.1:${localPort('payments-grpc')}`);
+    closers.push(() => void session.destroy());
+    const apps = received.length;
+    const stream = session.request({ ':method': 'POST', ':path': '/pay.Payments/Charge', 'content-type': 'application/grpc', te: 'trailers', 'x-meshward-peer-workload': 'spoofed' });
+    stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+    const trailers = once(stream, 'trailers') as Promise<[http2.IncomingHttpHeaders]>;
+    stream.resume();
+    assert.equal(headers[':status'], 200);
+    assert.equal((await trailers)[0]['grpc-status'], '0');
+    session.close();
+    const want = { reporter: 'destination', source_workload: 'order-service', source_principal: id('order-service'), request_protocol: 'grpc', response_code: '200' };
+    const inbound = await eventually(payment, (x) => sum(x, 'istio_requests_total', want) === 1, 'one inbound gRPC request from order-service');
+    assert.equal(sum(inbound, 'istio_request_duration_milliseconds_count', want), 1);
+    assert.equal(sum(inbound, 'istio_requests_total', { source_workload: 'spoofed' }), 0);
+    assert.equal(received.length, apps + 1);
+    assert.equal(received.at(-1)!['x-meshward-peer-workload'], undefined);
+    assert.equal(received.at(-1)![':path'], '/pay.Payments/Charge');
   });
 
   it('reports outbound TCP connections opened and closed, with the bytes each way', async () => {
@@ -226,6 +289,8 @@ describe('proxy telemetry on /stats/prometheus', { timeout: 15_000 }, () => {
       (x) => sum(x, 'istio_tcp_connections_closed_total', { reporter: 'destination', source_principal: id('order-service') }) === 1,
       'one closed inbound TCP connection',
     );
+    // No header on TCP to name the caller's workload.
+    assert.equal(sum(inbound, 'istio_tcp_connections_opened_total', { reporter: 'destination', source_workload: 'unknown', source_principal: id('order-service') }), 1);
     assert.equal(sum(inbound, 'istio_tcp_received_bytes_total', { reporter: 'destination' }), 12);
     assert.equal(sum(inbound, 'istio_tcp_sent_bytes_total', { reporter: 'destination' }), 12);
   });

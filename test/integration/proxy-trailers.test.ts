@@ -38,7 +38,9 @@ function trailerApp(): http.RequestListener {
     req.on('end', () => {
       res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum, x-request-trailer' });
       res.write(`got:${body}`);
-      res.addTrailers({ 'x-checksum': `len=${body.length}`, 'x-request-trailer': req.trailers['x-client-sum'] ?? 'none' });
+      // x-client-sum's value, then the names of any other request trailers.
+      const others = Object.keys(req.trailers).filter((k) => k !== 'x-client-sum').sort();
+      res.addTrailers({ 'x-checksum': `len=${body.length}`, 'x-request-trailer': [req.trailers['x-client-sum'] ?? 'none', ...others].join(' ') });
       res.end();
     });
   };
@@ -105,6 +107,13 @@ describe('HTTP/1.1 trailers through two proxies', { timeout: 10_000 }, () => {
     const reply = await call(localPort(), { path: '/api/v1/payments/3', body: 'abc', trailers: { 'x-client-sum': 'c3' } });
     assert.equal(reply.status, 200);
     assert.deepEqual(reply.trailers, { 'x-checksum': 'len=3', 'x-request-trailer': 'c3' });
+  });
+
+  it('never passes on a request trailer that would say who the peer is', async () => {
+    const trailers = { 'x-client-sum': 'c5', 'x-forwarded-client-cert': 'By=spoofed;URI=spiffe://x/ns/y/sa/z', 'x-meshward-peer-workload': 'spoofed', 'x-other': '1' };
+    const reply = await call(localPort(), { path: '/api/v1/payments/5', body: 'abcde', trailers });
+    assert.equal(reply.status, 200);
+    assert.deepEqual(reply.trailers, { 'x-checksum': 'len=5', 'x-request-trailer': 'c5 x-other' });
   });
 
   it('does the same through the HTTP proxy listener', async () => {

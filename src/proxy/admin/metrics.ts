@@ -2,9 +2,13 @@
 // alerts written for Istio sidecars read them unchanged. One registry per
 // proxy: several proxies can share a process without mixing their counts.
 // The Istio series carry Istio's standard labels, the same set for both
-// directions (the outbound router reports reporter="source" into them); what
-// the inbound side cannot know (the caller's workload name, the service it
-// was addressed as) is "unknown", as in Istio without peer metadata.
+// directions (the outbound router reports reporter="source" into them). The
+// inbound side learns the caller's workload name for HTTP from the calling
+// proxy (x-meshward-peer-workload, ../peer-workload.ts: set by that proxy,
+// never by its app, believed only on an mTLS connection from a mesh peer);
+// what it cannot know is "unknown", as in Istio without peer metadata: the
+// workload of a plaintext or non-mesh caller and of every TCP connection,
+// and the service it was addressed as.
 
 import { Counter, Registry } from 'prom-client';
 import { REQUEST_LABELS, TCP_LABELS } from '../outbound/metrics.ts';
@@ -13,6 +17,8 @@ import { RequestSeries, type RequestCell } from './request-series.ts';
 import { limitSeries, type LimitSeries } from './limit-metrics.ts';
 
 export interface RequestLabels {
+  /** The caller's workload as its proxy named it, or 'unknown'. */
+  readonly source_workload: string;
   readonly source_principal: string;
   readonly destination_principal: string;
   readonly destination_workload: string;
@@ -24,7 +30,8 @@ export interface RequestLabels {
   readonly request_protocol: string;
 }
 
-export type TcpLabels = Omit<RequestLabels, 'response_code' | 'request_protocol'>;
+/** A TCP connection carries no header to name its caller's workload: source_workload is always "unknown". */
+export type TcpLabels = Omit<RequestLabels, 'source_workload' | 'response_code' | 'request_protocol'>;
 
 /** Bytes of one TCP connection, as Istio counts them: received from the caller, sent back to it. */
 export interface TcpBytes {
@@ -52,11 +59,11 @@ function principalNamespace(principal: string): string {
   return m === null ? 'unknown' : m[1]!;
 }
 
-/** The labels the inbound side does not know, filled in the way Istio fills them without peer metadata. */
-function inboundDefaults(labels: TcpLabels): Record<string, string> {
+/** The labels the inbound side does not know, filled in the way Istio fills them without peer metadata; a request's source_workload is its own. */
+function inboundDefaults(labels: TcpLabels | RequestLabels): Record<string, string> {
   return {
     reporter: 'destination',
-    source_workload: 'unknown',
+    source_workload: 'source_workload' in labels ? labels.source_workload : 'unknown',
     source_workload_namespace: principalNamespace(labels.source_principal),
     destination_service_name: labels.destination_service === 'unknown' ? 'unknown' : labels.destination_service.split('.', 1)[0]!,
     ...labels,
@@ -65,7 +72,7 @@ function inboundDefaults(labels: TcpLabels): Record<string, string> {
 
 /** A request's cell key: every label that varies; the rest follow from these. */
 function inboundKey(l: RequestLabels): string {
-  return `destination\n${l.source_principal}\n${l.destination_principal}\n${l.destination_workload_namespace}\n${l.destination_workload}\n${l.destination_service}\n${l.response_code}\n${l.connection_security_policy}\n${l.request_protocol}`;
+  return `destination\n${l.source_workload}\n${l.source_principal}\n${l.destination_principal}\n${l.destination_workload_namespace}\n${l.destination_workload}\n${l.destination_service}\n${l.response_code}\n${l.connection_security_policy}\n${l.request_protocol}`;
 }
 
 export function createProxyMetrics(): ProxyMetrics {

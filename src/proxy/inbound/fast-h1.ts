@@ -20,7 +20,8 @@ import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
 import { sendAgain, type H1Upstream } from '../http1/upstream.ts';
 import { destinationOf, inboundPort } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
-import { forwardedTarget, recordInbound, UPSTREAM_CONNECT_ERROR, xfccOf } from './http.ts';
+import { forwardedTarget, recordInbound, sourceWorkloadOf, UPSTREAM_CONNECT_ERROR, xfccOf } from './http.ts';
+import { PEER_WORKLOAD } from '../peer-workload.ts';
 
 const XFCC = 'x-forwarded-client-cert';
 
@@ -102,20 +103,28 @@ export class InboundFastLane extends DownstreamLane {
     if (!info.mtls && !info.ingress && mode === 'STRICT') {
       // Probes rewritten by Istio reach the app in plaintext even under STRICT, and only on the exact paths configured.
       if ((port.healthPaths ?? []).includes(path)) {
-        this.#forward(info, port, head, body, path, null, started, true, false);
+        this.#forward(info, port, head, body, path, null, 'unknown', started, true, false);
         return;
       }
       this.socket.destroy();
-      recordInbound(ctx, info, port, started, method, path, 'reset', null, false);
+      recordInbound(ctx, info, port, 'unknown', started, method, path, 'reset', null, false);
       return;
     }
-    // What the engine reads: every header but Host, repeated ones joined, as on the full path.
+    // What the engine reads, as on the full path: every header but Host and
+    // x-meshward-peer-workload, repeated ones joined. The caller's workload
+    // is picked up on the way, for the metrics; sent twice, it names no one.
     const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    let peer: string | undefined;
     for (let i = 0; i < head.names.length; i++) {
       const name = head.names[i]!;
+      if (name === PEER_WORKLOAD) {
+        peer = peer === undefined ? head.values[i]! : '';
+        continue;
+      }
       const seen = headers[name];
       headers[name] = seen === undefined ? head.values[i]! : `${seen},${head.values[i]!}`;
     }
+    const source = sourceWorkloadOf(info, peer);
     const decision = snap.engine.decide({
       destination,
       connection: { mtls: info.mtls, principal: info.principal, clientNamespace: null, ip: info.remoteIp, ingress: info.ingress },
@@ -123,7 +132,7 @@ export class InboundFastLane extends DownstreamLane {
     });
     const proceed = (d: Decision): void => {
       if (this.gone) {
-        recordInbound(ctx, info, port, started, method, path, 'reset', d, false);
+        recordInbound(ctx, info, port, source, started, method, path, 'reset', d, false);
         return;
       }
       if (d.decision === 'DENY') {
@@ -132,16 +141,16 @@ export class InboundFastLane extends DownstreamLane {
         else if (status === 401) this.answer(401, 'Jwt verification fails', `\r\nwww-authenticate: Bearer realm="http://${host}${path}"`);
         else if (status === 400) this.answer(400, 'Bad Request', '');
         else this.answer(403, 'RBAC: access denied', '');
-        recordInbound(ctx, info, port, started, method, path, status, d, false);
+        recordInbound(ctx, info, port, source, started, method, path, status, d, false);
         this.done();
         return;
       }
-      this.#forward(info, port, head, body, forwardedTarget(path, d.trace.normalizedPath), d, started, false, false);
+      this.#forward(info, port, head, body, forwardedTarget(path, d.trace.normalizedPath), d, source, started, false, false);
     };
     if (decision instanceof Promise) {
       decision.then(proceed, () => {
         this.answer(403, 'RBAC: access denied', '');
-        recordInbound(ctx, info, port, started, method, path, 403, null, false);
+        recordInbound(ctx, info, port, source, started, method, path, 403, null, false);
         this.done();
       });
     } else proceed(decision);
@@ -154,12 +163,13 @@ export class InboundFastLane extends DownstreamLane {
     body: Buffer | null,
     target: string,
     d: Decision | null,
+    source: string,
     started: number,
     bypass: boolean,
     retried: boolean,
   ): void {
     const ctx = this.#host.ctx;
-    const finish = (code: number | 'reset'): void => recordInbound(ctx, info, port, started, head.method, head.target, code, d, bypass);
+    const finish = (code: number | 'reset'): void => recordInbound(ctx, info, port, source, started, head.method, head.target, code, d, bypass);
     // The app gets the path the policy checked, or nothing: never the raw one in its place.
     if (!isTarget(target)) {
       this.answer(400, 'Bad Request');
@@ -168,13 +178,14 @@ export class InboundFastLane extends DownstreamLane {
       return;
     }
     // Without the caller's x-forwarded-client-cert: only the proxy that
-    // terminated the mTLS connection may say who the peer is.
+    // terminated the mTLS connection may say who the peer is. Without
+    // x-meshward-peer-workload, which is for this proxy alone, honoured or not.
     const mutations = d?.trace.headerMutations ?? [];
     // Connection: keep-alive said outright, as node's agent does on the full path.
     let out = `${head.method} ${target} HTTP/1.1\r\nhost: ${head.host}\r\nconnection: keep-alive`;
     for (let i = 0; i < head.names.length; i++) {
       const name = head.names[i]!;
-      if (name === XFCC || hopByHop(name)) continue;
+      if (name === XFCC || name === PEER_WORKLOAD || hopByHop(name)) continue;
       if (mutations.length > 0 && mutations.some((m) => m.name.toLowerCase() === name)) continue;
       out += `\r\n${name}: ${head.values[i]!}`;
     }
@@ -211,7 +222,7 @@ export class InboundFastLane extends DownstreamLane {
           return;
         }
         if (!retried && sendAgain(end, up, head.method)) {
-          this.#forward(info, port, head, body, target, d, started, bypass, true);
+          this.#forward(info, port, head, body, target, d, source, started, bypass, true);
           return;
         }
         this.answer(503, UPSTREAM_CONNECT_ERROR, '');

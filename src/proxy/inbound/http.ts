@@ -14,6 +14,7 @@ import type { ConnectionInfo, InboundContext } from './context.ts';
 import { limitHit, type LimitHit } from './limits.ts';
 import { endServerSpan, startServerSpan } from '../tracing/hop.ts';
 import type { Span } from '../tracing/tracer.ts';
+import { isPeerWorkload, PEER_WORKLOAD } from '../peer-workload.ts';
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -28,23 +29,27 @@ export const UPSTREAM_CONNECT_ERROR = 'upstream connect error or disconnect/rese
 // header objects (own, enumerable, no prototype chain to speak of) instead
 // of `Object.entries`, which allocates an array per pair.
 
-/** Lower-case request headers, one value each, without pseudo-headers or `host`: what the engine reads. */
+/**
+ * Lower-case request headers, one value each, without pseudo-headers or
+ * `host`: what the engine reads. Nor x-meshward-peer-workload: a name for
+ * telemetry, which a policy must not be written against.
+ */
 function engineHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || name.charCodeAt(0) === COLON || name === 'host') continue;
+    if (value === undefined || name.charCodeAt(0) === COLON || name === 'host' || name === PEER_WORKLOAD) continue;
     out[name] = Array.isArray(value) ? value.join(',') : value;
   }
   return out;
 }
 
-/** What the app is sent: no pseudo-headers, no hop-by-hop, and never the caller's x-forwarded-client-cert. */
+/** What the app is sent: no pseudo-headers, no hop-by-hop, and never the caller's x-forwarded-client-cert or x-meshward-peer-workload. */
 function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || name.charCodeAt(0) === COLON || HOP_BY_HOP.has(name) || name === XFCC) continue;
+    if (value === undefined || name.charCodeAt(0) === COLON || HOP_BY_HOP.has(name) || name === XFCC || name === PEER_WORKLOAD) continue;
     out[name] = value;
   }
   return out;
@@ -98,11 +103,12 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
   // One branch when tracing is off: the headers then pass through untouched.
   const tracer = ctx.tracer();
   const span = tracer === null ? null : startServerSpan(tracer, req.headers, info.port);
+  const source = sourceWorkloadOf(info, req.headers[PEER_WORKLOAD]);
   const finish = (code: number | 'reset', d: Decision | null, bypass = false): void => {
     // A limit that cut the request short (limits.ts) answered the peer itself: log what it sent, and which limit.
     const hit = limitHit(req);
     if (hit !== undefined && code === 'reset') code = hit.status;
-    recordInbound(ctx, info, port, started, method, path, code, d, bypass, hit, span?.traceId);
+    recordInbound(ctx, info, port, source, started, method, path, code, d, bypass, hit, span?.traceId);
     if (span !== null) {
       const ua = req.headers['user-agent'];
       endServerSpan(span, code, { method, host, path, port: info.port, httpVersion: req.httpVersion, principal: info.principal, remoteIp: info.remoteIp, userAgent: ua }, d, bypass);
@@ -145,17 +151,36 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
   else proceed(decision);
 }
 
+/** Request counting for one caller's workload. */
+interface Counting {
+  readonly sourceWorkload: string;
+  readonly count: (code: string, ms: number) => void;
+}
+
 /** Request counting per connection facts (a new object when the config changes); see recordInbound. */
-const counters = new WeakMap<ConnectionInfo, (code: string, ms: number) => void>();
+const counters = new WeakMap<ConnectionInfo, Counting>();
+
+/**
+ * The caller's workload for the request metrics: what its proxy said in
+ * x-meshward-peer-workload, believed only on an mTLS connection from a mesh
+ * peer, and only if it can be a workload name; else "unknown". A plaintext
+ * caller could write anything there.
+ */
+export function sourceWorkloadOf(info: ConnectionInfo, value: string | string[] | undefined): string {
+  if (!info.mtls || info.principal === null || typeof value !== 'string' || !isPeerWorkload(value)) return 'unknown';
+  return value;
+}
 
 /**
  * The request metric and access log entry of one inbound request, however
  * it ended (`reset`: no response). Shared by both HTTP/1.1 paths and HTTP/2.
+ * `sourceWorkload`: the caller's, from sourceWorkloadOf.
  */
 export function recordInbound(
   ctx: InboundContext,
   info: ConnectionInfo,
   port: InboundPort,
+  sourceWorkload: string,
   started: number,
   method: string,
   path: string,
@@ -167,10 +192,12 @@ export function recordInbound(
 ): void {
   const ms = performance.now() - started;
   const w = info.snapshot.config.workload;
-  let count = counters.get(info);
-  if (count === undefined) {
-    // Every label but the code is fixed for a connection under one config: found once.
-    count = ctx.metrics.requestCounter({
+  let counting = counters.get(info);
+  // Every label but the code is fixed for a connection under one config and
+  // one caller's workload (a connection carries one workload's calls): found once.
+  if (counting === undefined || counting.sourceWorkload !== sourceWorkload) {
+    const count = ctx.metrics.requestCounter({
+      source_workload: sourceWorkload,
       source_principal: info.principal === null ? 'unknown' : `spiffe://${info.principal}`,
       destination_principal: ctx.selfId,
       destination_workload: w.name,
@@ -179,9 +206,10 @@ export function recordInbound(
       connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
       request_protocol: port.protocol === 'grpc' ? 'grpc' : 'http',
     });
-    counters.set(info, count);
+    counting = { sourceWorkload, count };
+    counters.set(info, counting);
   }
-  count(code === 'reset' ? '0' : String(code), ms);
+  counting.count(code === 'reset' ? '0' : String(code), ms);
   // Built in the order of the JSON line, the optional fields added where they belong (no spreads).
   const entry: { -readonly [K in keyof AccessLogEntry]?: AccessLogEntry[K] } = {
     time: logTime(),
@@ -245,7 +273,8 @@ function forward(
 ): void {
   // Without the caller's x-forwarded-client-cert: the app must be able to
   // trust this header, and only the proxy that terminated the mTLS
-  // connection may say who the peer is.
+  // connection may say who the peer is. Without x-meshward-peer-workload,
+  // which is for this proxy alone, honoured or not.
   const headers = forwardHeaders(req.headers);
   for (const m of mutations) {
     if (m.op === 'remove') delete headers[m.name.toLowerCase()];
@@ -326,10 +355,14 @@ function forward(
     closed();
     if (!res.writableFinished) upstream.destroy();
   });
-  // The caller's trailers reach the app when its request is chunked (no content-length).
+  // The caller's trailers reach the app when its request is chunked (no
+  // content-length), with the same two exceptions as its headers: a trailer
+  // must not say who the peer is either.
   req.once('end', () => {
     if (!hasAny(req.trailers)) return;
     const t = responseHeaders(req.trailers);
+    delete t[XFCC];
+    delete t[PEER_WORKLOAD];
     if (hasAny(t)) upstream.addTrailers(t as Record<string, string>);
   });
   (req as NodeJS.ReadableStream).pipe(upstream);

@@ -353,6 +353,8 @@ export class ListenerLimits {
     const ms = performance.now() - started;
     ctx.metrics.request(
       {
+        // Refused before its headers arrived, or for them: none of them is read.
+        source_workload: 'unknown',
         source_principal: info.principal === null ? 'unknown' : `spiffe://${info.principal}`,
         destination_principal: ctx.selfId,
         destination_workload: w.name,

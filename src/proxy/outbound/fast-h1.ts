@@ -16,8 +16,9 @@ import { hopByHop, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
 import { sendAgain, type ExchangeEnd, type H1Upstream } from '../http1/upstream.ts';
 import { UpstreamError } from './dial.ts';
-import { countFailure, failureBody, failureOf, FLAGS, type ForwardContext } from './http-forward.ts';
+import { countFailure, failureBody, failureOf, FLAGS, peerWorkloadFor, type ForwardContext } from './http-forward.ts';
 import { connectionLabels } from './metrics.ts';
+import { PEER_WORKLOAD } from '../peer-workload.ts';
 import type { Route } from './route.ts';
 import type { ConnectionPool } from './pool.ts';
 
@@ -94,8 +95,11 @@ export class OutboundFastLane extends DownstreamLane {
     let out = `${head.method} ${head.target} HTTP/1.1\r\nhost: ${head.host}`;
     for (let i = 0; i < head.names.length; i++) {
       const name = head.names[i]!;
-      if (!hopByHop(name)) out += `\r\n${name}: ${head.values[i]!}`;
+      // The app's own x-meshward-peer-workload is dropped: only this proxy says who is calling.
+      if (!hopByHop(name) && name !== PEER_WORKLOAD) out += `\r\n${name}: ${head.values[i]!}`;
     }
+    const peerWorkload = peerWorkloadFor(ctx, route);
+    if (peerWorkload !== null) out += `\r\n${PEER_WORKLOAD}: ${peerWorkload}`;
     out += '\r\n\r\n';
 
     const pool = ctx.pool;

@@ -8,8 +8,8 @@
 import * as http2 from 'node:http2';
 import type { Route } from './route.ts';
 import { UpstreamError } from './dial.ts';
-import { endToEnd } from './headers.ts';
-import { FLAGS, countFailure, dialRoute, failureBody, type ForwardContext } from './http-forward.ts';
+import { endToEnd, requestHeaders } from './headers.ts';
+import { FLAGS, countFailure, dialRoute, failureBody, peerWorkloadFor, type ForwardContext } from './http-forward.ts';
 import { connectionLabels } from './metrics.ts';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { endClientSpan, startClientSpan } from '../tracing/hop.ts';
@@ -75,7 +75,7 @@ export function forwardH2Stream(
     peer = transport.peer;
     // A session that went away meanwhile throws here; dialRoute turns that into a 503.
     const up = transport.session.request({
-      ...endToEnd(headers),
+      ...requestHeaders(headers, peerWorkloadFor(ctx, route)),
       ':method': headers[':method'] ?? 'GET',
       ':path': headers[':path'] ?? '/',
       ':authority': headers[':authority'] ?? upstream.host,

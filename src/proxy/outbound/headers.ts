@@ -1,9 +1,13 @@
 // Header mapping between the app's HTTP/1.1 and the upstream's HTTP/2 or
 // HTTP/1.1. Hop-by-hop headers (RFC 9110 §7.6.1, plus the proxy ones and any
 // named in Connection) describe the app's connection, not the request, and
-// HTTP/2 forbids them outright; `te` survives only as "trailers".
+// HTTP/2 forbids them outright; `te` survives only as "trailers". The
+// mesh's x-meshward-peer-workload is one proxy's word to the next
+// (../peer-workload.ts): never passed on as received, in either direction,
+// and set on a request by this proxy alone.
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { PEER_WORKLOAD } from '../peer-workload.ts';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -16,6 +20,8 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'http2-settings',
+  // Not hop-by-hop in HTTP's sense, but dropped the same way: only a proxy may say it.
+  PEER_WORKLOAD,
 ]);
 
 const NONE: ReadonlySet<string> = new Set();
@@ -42,6 +48,17 @@ export function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
     out[name] = value;
   }
   if (typeof headers.te === 'string' && connectionTokens(headers.te).has('trailers')) out.te = 'trailers';
+  return out;
+}
+
+/**
+ * The headers of a request sent upstream: its end-to-end ones, the app's
+ * x-meshward-peer-workload never among them, and `peerWorkload` (this
+ * workload's name, for an upstream that is a mesh proxy) in that header.
+ */
+export function requestHeaders(headers: IncomingHttpHeaders, peerWorkload: string | null): OutgoingHttpHeaders {
+  const out = endToEnd(headers);
+  if (peerWorkload !== null) out[PEER_WORKLOAD] = peerWorkload;
   return out;
 }
 

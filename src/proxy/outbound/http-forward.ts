@@ -18,7 +18,7 @@ import type { Route } from './route.ts';
 import type { ConnectionPool, Transport } from './pool.ts';
 import { UpstreamError, presentedId } from './dial.ts';
 import { PeerRefusedError, refusalOf } from '../../identity/tls-options.ts';
-import { endToEnd } from './headers.ts';
+import { endToEnd, requestHeaders } from './headers.ts';
 import { connectionLabels, type OutboundMetrics, type Source, type UpstreamFailure } from './metrics.ts';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { endClientSpan, startClientSpan } from '../tracing/hop.ts';
@@ -30,6 +30,13 @@ export interface ForwardContext {
   readonly source: Source;
   /** Null when the proxy does not trace. */
   readonly tracer?: Tracer | null;
+  /** This workload's name as mesh peers are told it (../peer-workload.ts); null when it is not a valid one, and then not sent. */
+  readonly peerWorkload: string | null;
+}
+
+/** What a request to `route` tells the upstream of its caller: the workload name when the upstream is a mesh proxy (ISTIO_MUTUAL), else nothing. */
+export function peerWorkloadFor(ctx: ForwardContext, route: Route): string | null {
+  return route.plan.kind === 'mtls' ? ctx.peerWorkload : null;
 }
 
 const CHUNKED = /\bchunked\b/i;
@@ -139,7 +146,7 @@ export function forwardHttp(
   };
 
   endpoint = dialRoute(ctx, route, res, fail, (transport, picked) =>
-    send(transport, req, res, target, fail, picked.host, picked.port, (id) => (peer = id)),
+    send(transport, req, res, target, peerWorkloadFor(ctx, route), fail, picked.host, picked.port, (id) => (peer = id)),
   );
 }
 
@@ -187,12 +194,13 @@ function send(
   req: Http.IncomingMessage,
   res: Http.ServerResponse,
   target: { authority: string; path: string },
+  peerWorkload: string | null,
   fail: (err: UpstreamError) => void,
   host: string,
   port: number,
   presented: (id: string | null) => void,
 ): void {
-  const headers = endToEnd(req.headers);
+  const headers = requestHeaders(req.headers, peerWorkload);
   // Only a chunked request can end in trailers; waiting for them on others would cost nothing but a frame.
   const te = req.headers['transfer-encoding'];
   const chunked = te !== undefined && CHUNKED.test(te);

@@ -35,6 +35,7 @@ import { ConnectionPool } from './pool.ts';
 import { RouteTable, type Route } from './route.ts';
 import { forwardTcp } from './tcp-forward.ts';
 import { OutboundFastLane } from './fast-h1.ts';
+import { isPeerWorkload } from '../peer-workload.ts';
 import { handToServer } from '../http1/lane.ts';
 import type { Duplex } from 'node:stream';
 
@@ -186,7 +187,9 @@ export class OutboundRouter {
     const c = this.#forwardContext;
     if (c !== undefined && c.pool === this.#pool && c.tracer === tracer && this.#forwardContextTable === this.#table) return c;
     this.#forwardContextTable = this.#table;
-    return (this.#forwardContext = { pool: this.#pool, metrics: this.metrics, source: this.#source, tracer });
+    const source = this.#source;
+    const peerWorkload = isPeerWorkload(source.workload) ? source.workload : null;
+    return (this.#forwardContext = { pool: this.#pool, metrics: this.metrics, source, tracer, peerWorkload });
   }
 
   async #reconcile(): Promise<void> {

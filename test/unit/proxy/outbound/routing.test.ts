@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ProxyConfig, Upstream } from '../../../../src/api/proxy-config.ts';
 import { Balancer } from '../../../../src/proxy/outbound/balancer.ts';
-import { endToEnd, requestTarget } from '../../../../src/proxy/outbound/headers.ts';
+import { endToEnd, requestHeaders, requestTarget } from '../../../../src/proxy/outbound/headers.ts';
 import { RouteTable } from '../../../../src/proxy/outbound/route.ts';
 import { serviceNamespace } from '../../../../src/proxy/outbound/dial.ts';
 import { engineFrom } from '../../../support/engine.ts';
@@ -82,6 +82,13 @@ describe('header mapping', () => {
       accept: 'text/plain',
     });
     assert.deepEqual(out, { te: 'trailers', accept: 'text/plain' });
+  });
+
+  it('never passes on the app\'s x-meshward-peer-workload; sets this proxy\'s for a mesh peer', () => {
+    const app = { 'x-meshward-peer-workload': 'spoofed', accept: 'text/plain' };
+    assert.deepEqual(endToEnd(app), { accept: 'text/plain' });
+    assert.deepEqual(requestHeaders(app, null), { accept: 'text/plain' });
+    assert.deepEqual(requestHeaders(app, 'sleep'), { accept: 'text/plain', 'x-meshward-peer-workload': 'sleep' });
   });
 
   it('splits origin-form and absolute-form targets', () => {
