@@ -402,6 +402,11 @@ for (const s of systems) {
     lines.push(`| ${side.label} | ${fmt(rssIdle.get(side.label)!, 1)} MiB | ${fmt(rss.get(side.label)!, 1)} MiB | ${fmt(hwm.get(side.label)!, 1)} MiB |`);
   }
 }
+for (const s of systems) {
+  if (s.idleProbe === undefined) continue;
+  lines.push('');
+  lines.push(`${s.name}: a server proxy started alone for the purpose, ${fmt(s.idleProbe.idle, 1)} MiB idle, ${fmt(s.idleProbe.trimmed, 1)} MiB after \`POST /memory/trim\` (what the proxy does by itself after a few idle minutes).`);
+}
 if (TCP) {
   lines.push('');
   lines.push(`| TCP path (HTTP/1.1 bytes through protocol: tcp ports) | req/s at saturation | × direct | × nginx |`);

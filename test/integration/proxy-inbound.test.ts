@@ -491,6 +491,20 @@ describe('inbound proxy', () => {
     assert.ok(!dump.includes('/secret/key.pem'));
     assert.ok(dump.includes('[redacted]'));
   });
+
+  it('admin /memory reports the process memory, and POST /memory/trim gives the idle part back', async () => {
+    const mem = JSON.parse((await get(admin, '/memory')).body) as { rssMiB: number; youngGenerationMiB: number };
+    assert.ok(mem.rssMiB > 0 && mem.youngGenerationMiB > 0, JSON.stringify(mem));
+    assert.equal((await get(admin, '/memory/trim')).status, 405);
+    const trim = await get(admin, '/memory/trim', { method: 'POST' });
+    assert.equal(trim.status, 200);
+    const r = JSON.parse(trim.body) as { trimmed: boolean; before: { youngGenerationMiB: number }; after: { youngGenerationMiB: number } };
+    assert.equal(r.trimmed, true);
+    // V8's initial young generation; whatever it was before.
+    assert.ok(r.after.youngGenerationMiB <= 2 && r.after.youngGenerationMiB <= r.before.youngGenerationMiB, trim.body);
+    // The proxy serves on as before.
+    assert.equal((await get(port8080, '/api/v1/payments/1', { tls: orderTls })).status, 200);
+  });
 });
 
 describe('inbound proxy with request authentication', () => {

@@ -1,11 +1,14 @@
 // The admin API, on loopback only: readiness, liveness, Prometheus metrics,
-// the config in force (secrets redacted) and the current certificate.
+// the config in force (secrets redacted), the current certificate, and the
+// process's memory (`GET /memory`; `POST /memory/trim` gives idle memory
+// back now instead of after the idle minutes ../../lib/memory-trim.ts waits).
 
 import type { Server } from 'node:http';
 import { http } from '../../lib/node-http.ts';
 import type { AddressInfo } from 'node:net';
 import type { ProxyConfig } from '../../api/proxy-config.ts';
 import type { Registry } from 'prom-client';
+import { memoryReport, trimMemory } from '../../lib/memory-trim.ts';
 
 export interface AdminSource {
   ready(): boolean;
@@ -37,6 +40,16 @@ export async function startAdmin(bindPort: number, source: AdminSource): Promise
       res.end(text);
     };
     const path = (req.url ?? '/').split('?')[0];
+    if (path === '/memory/trim') {
+      if (req.method !== 'POST') {
+        res.writeHead(405, { allow: 'POST' }).end();
+        return;
+      }
+      const before = memoryReport();
+      const trimmed = trimMemory();
+      json(200, { trimmed, before, after: memoryReport() });
+      return;
+    }
     if (req.method !== 'GET') {
       res.writeHead(405, { allow: 'GET' }).end();
       return;
@@ -56,6 +69,9 @@ export async function startAdmin(bindPort: number, source: AdminSource): Promise
         return;
       case '/config_dump':
         json(200, redactConfig(source.config()));
+        return;
+      case '/memory':
+        json(200, memoryReport());
         return;
       case '/certs':
         json(200, source.certs());

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getHeapSpaceStatistics } from 'node:v8';
-import { trimMemory, trimMemoryWhenIdle } from '../../../src/lib/memory-trim.ts';
+import { memoryReport, trimMemory, trimMemoryWhenIdle } from '../../../src/lib/memory-trim.ts';
 
 const MiB = 1024 * 1024;
 
@@ -31,21 +31,29 @@ describe('memory trim', () => {
     assert.ok(after <= 2 * MiB, `young generation after the trim: ${after / MiB} MiB`);
   });
 
-  it('trims again at the first idle window after a busy one', async () => {
-    const stop = trimMemoryWhenIdle({ intervalMs: 150, idleShare: 0.02 });
+  it('trims once the process has been idle for the windows it waits, and not before', async () => {
+    growYoungGeneration();
+    const stop = trimMemoryWhenIdle({ intervalMs: 150, idleWindows: 3, idleShare: 0.02 });
     try {
-      assert.ok(youngGenerationBytes() <= 2 * MiB, 'trimmed once at start');
+      // Start-up counts as busy: nothing is trimmed at once.
+      assert.ok(youngGenerationBytes() > 4 * MiB, 'not trimmed at start');
       // Busy: allocation over more than one window keeps the young generation grown.
       const busyUntil = Date.now() + 400;
       while (Date.now() < busyUntil) growYoungGeneration();
       const grown = youngGenerationBytes();
       assert.ok(grown > 4 * MiB, `young generation grew to ${grown / MiB} MiB`);
-      // Idle: windows with nothing to do.
-      await new Promise((r) => setTimeout(r, 600));
+      // Idle: three windows with nothing to do, and some slack.
+      await new Promise((r) => setTimeout(r, 900));
       const after = youngGenerationBytes();
       assert.ok(after <= 2 * MiB, `young generation after going idle: ${after / MiB} MiB`);
     } finally {
       stop();
     }
+  });
+
+  it('reports the memory an operator reads', () => {
+    const r = memoryReport();
+    assert.ok(r.rssMiB > r.heapUsedMiB && r.heapUsedMiB > 0, JSON.stringify(r));
+    assert.ok(r.youngGenerationMiB >= r.youngGenerationResidentMiB, JSON.stringify(r));
   });
 });
