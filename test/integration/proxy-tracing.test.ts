@@ -3,7 +3,9 @@
 // order proxy opens a CLIENT span and carries the request over mTLS to the
 // payment proxy, which opens a SERVER span and hands the payment app a
 // traceparent naming it. Both proxies export to a real OTLP/HTTP receiver on
-// 127.0.0.1:0 that keeps every JSON body POSTed to it.
+// 127.0.0.1:0 that keeps every JSON body POSTed to it. HTTP/1.1 requests are
+// served on both proxies' fast lanes; a chunked one takes node's server at
+// both, and the two are compared.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +19,7 @@ import type { MtlsMaterial } from '../../src/identity/tls-options.ts';
 import type { TrustBundle } from '../../src/identity/trust-bundle.ts';
 import type { AccessLogEntry } from '../../src/proxy/access-log.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
-import { get as httpGet, type Reply } from '../support/http.ts';
+import { freePort, get as httpGet, type Reply } from '../support/http.ts';
 import { createLeaf, createRootCa, type TestCa } from '../support/pki.ts';
 import { bundleOf, proxyConfig, upstreamTo } from '../support/proxy.ts';
 
@@ -80,16 +82,62 @@ async function startReceiver(): Promise<{ server: http.Server; url: string; span
 /** GET as the order app sends it, addressed to payment-service, with `headers` added. */
 const get = (port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> => httpGet(port, path, { headers: { host: 'payment-service', ...headers } });
 
+/** A request on a new connection, `headers` as raw name/value pairs (a name may repeat); the response's status and raw headers. */
+function rawRequest(port: number, path: string, method: string, headers: string[], body?: string): Promise<{ status: number; raw: string[] }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, raw: res.rawHeaders }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+/**
+ * Whether node's HTTP stack wrote a message head, not a proxy's fast lane:
+ * node adds a Connection header spelled with a capital C, where the lane
+ * writes every name in lower case.
+ */
+const byNode = (raw: readonly string[]): boolean => raw.some((name, i) => i % 2 === 0 && name === 'Connection');
+
+/** Every value of header `name` in raw name/value pairs, in order. */
+function valuesOf(raw: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) out.push(raw[i + 1]!);
+  return out;
+}
+
+const TRACE_HEADERS = ['traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags', 'x-request-id'];
+
+/** The trace headers in raw name/value pairs as sorted `name: value` lines, the ids of one request's trace replaced by their roles. */
+function traceFields(raw: readonly string[], ids: Readonly<Record<string, string>>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (!TRACE_HEADERS.includes(name)) continue;
+    let value = raw[i + 1]!;
+    for (const [role, id] of Object.entries(ids)) value = value.replaceAll(id, `<${role}>`);
+    out.push(`${name}: ${value}`);
+  }
+  return out.sort();
+}
+
 describe('tracing across two proxies', { timeout: 20_000 }, () => {
   let root: TestCa;
   let bundle: TrustBundle;
   let app: http.Server;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   const seen: http.IncomingHttpHeaders[] = [];
+  /** The app's requests' headers as they came on the wire. */
+  const seenRaw: string[][] = [];
   const proxies: WorkloadProxy[] = [];
   const log: AccessLogEntry[] = [];
   let order: WorkloadProxy;
   let reporting: WorkloadProxy;
+  let paymentInbound = 0;
 
   function config(sa: string, inbound: ProxyConfig['inbound'], paymentPort: number): ProxyConfig {
     return proxyConfig(sa, NS, inbound, paymentPort === 0 ? [] : [upstreamTo('payment-service', NS, paymentPort, [id('payment-service')])], {
@@ -131,13 +179,14 @@ describe('tracing across two proxies', { timeout: 20_000 }, () => {
     bundle = bundleOf(root);
     app = http.createServer((req, res) => {
       seen.push(req.headers);
+      seenRaw.push(req.rawHeaders);
       res.writeHead(req.url?.endsWith('/fail') ? 503 : 200, { 'content-type': 'text/plain' });
       res.end(`paid:${req.url}`);
     });
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     const payment = await startProxy('payment-service', [{ port: 8080, protocol: 'http', appPort: (app.address() as AddressInfo).port }], 0);
-    const paymentInbound = payment.status().inbound[0]!.boundPort;
+    paymentInbound = payment.status().inbound[0]!.boundPort;
     order = await startProxy('order-service', [], paymentInbound);
     reporting = await startProxy('reporting-service', [], paymentInbound);
   });
@@ -276,6 +325,95 @@ describe('tracing across two proxies', { timeout: 20_000 }, () => {
     }
   });
 
+  it('serves traced HTTP/1.1 requests on the fast lane of both proxies', async () => {
+    const trace = '77777777777777777777777777777777';
+    const parent = '00f067aa0ba902b7';
+    const reply = await rawRequest(localPort(order), '/api/v1/payments/11', 'GET', ['host', 'payment-service', 'traceparent', `00-${trace}-${parent}-01`, 'user-agent', 'lane/1']);
+    assert.equal(reply.status, 200);
+    const atApp = seenRaw.at(-1)!;
+    assert.equal(byNode(reply.raw), false, `the order proxy answered on its lane: ${reply.raw.join(' ')}`);
+    assert.equal(byNode(atApp), false, `the payment proxy forwarded on its lane: ${atApp.join(' ')}`);
+
+    const spans = await spansOf(trace, 2);
+    const client = spans.find((s) => s.kind === 3)!;
+    const server = spans.find((s) => s.kind === 2)!;
+    assert.equal(client.parentSpanId, parent);
+    assert.equal(server.parentSpanId, client.spanId);
+    assert.deepEqual(valuesOf(atApp, 'traceparent'), [`00-${trace}-${server.spanId}-01`]);
+    assert.equal(valuesOf(atApp, 'x-request-id').length, 1);
+    assert.equal(attr(server, 'guid:x-request-id'), valuesOf(atApp, 'x-request-id')[0]);
+    assert.equal(attr(client, 'guid:x-request-id'), attr(server, 'guid:x-request-id'));
+    assert.equal(attr(client, 'http.protocol'), 'HTTP/1.1');
+    assert.equal(attr(client, 'http.url'), 'http://payment-service/api/v1/payments/11');
+    assert.equal(attr(client, 'upstream_address'), `127.0.0.1:${paymentInbound}`);
+    assert.equal(attr(client, 'meshward.connection_security_policy'), 'mutual_tls');
+    assert.equal(attr(server, 'http.protocol'), 'HTTP/1.1');
+    assert.equal(attr(server, 'user_agent'), 'lane/1');
+    assert.equal(attr(server, 'peer.address'), '127.0.0.1');
+    assert.equal(log.find((e) => e.path === '/api/v1/payments/11')?.traceId, trace);
+  });
+
+  it('traces on the lane as on the full path, repeated and malformed trace headers included', async () => {
+    // Both traceparents are valid alone; sent twice they are one malformed
+    // value (node joins them), and the proxy starts a new trace.
+    const headers = [
+      'host', 'payment-service',
+      'traceparent', `00-${'8'.repeat(32)}-00f067aa0ba902b7-01`,
+      'traceparent', `00-${'9'.repeat(32)}-00f067aa0ba902b7-01`,
+      'tracestate', 'vendor=x',
+      'x-request-id', 'rid-a',
+      'x-request-id', 'rid-b',
+      'x-b3-sampled', '1',
+      'user-agent', 'first/1',
+      'user-agent', 'second/2',
+    ];
+    const path = '/api/v1/payments/12';
+    // A body of one Content-Length stays on the lane; a chunked one takes node's server at both proxies.
+    const lane = await rawRequest(localPort(order), path, 'POST', [...headers, 'content-length', '1'], 'x');
+    const laneAtApp = seenRaw.at(-1)!;
+    const full = await rawRequest(localPort(order), path, 'POST', headers, 'x');
+    const fullAtApp = seenRaw.at(-1)!;
+    assert.deepEqual([lane.status, full.status], [200, 200]);
+    assert.deepEqual([byNode(lane.raw), byNode(laneAtApp)], [false, false], 'lane');
+    assert.deepEqual([byNode(full.raw), byNode(fullAtApp)], [true, true], 'full path');
+
+    const traced = async (atApp: readonly string[]): Promise<{ fields: string[]; client: ExportedSpan; server: ExportedSpan }> => {
+      const tps = valuesOf(atApp, 'traceparent');
+      assert.equal(tps.length, 1, tps.join(' | '));
+      const trace = traceparentOf({ traceparent: tps[0] }).traceId;
+      assert.ok(trace !== '8'.repeat(32) && trace !== '9'.repeat(32), trace);
+      const spans = await spansOf(trace, 2);
+      const client = spans.find((s) => s.kind === 3)!;
+      const server = spans.find((s) => s.kind === 2)!;
+      assert.equal(client.parentSpanId, undefined);
+      assert.equal(server.parentSpanId, client.spanId);
+      return { fields: traceFields(atApp, { trace, client: client.spanId, server: server.spanId }), client, server };
+    };
+    const onLane = await traced(laneAtApp);
+    const onFull = await traced(fullAtApp);
+    assert.deepEqual(onLane.fields, [
+      'traceparent: 00-<trace>-<server>-01',
+      'x-b3-parentspanid: <client>',
+      'x-b3-sampled: 1',
+      'x-b3-spanid: <server>',
+      'x-b3-traceid: <trace>',
+      'x-request-id: rid-a, rid-b',
+    ]);
+    assert.deepEqual(onLane.fields, onFull.fields);
+    const described = (s: ExportedSpan): unknown => ({ name: s.name, kind: s.kind, status: s.status, attributes: [...s.attributes].sort((a, b) => a.key.localeCompare(b.key)) });
+    assert.deepEqual(described(onLane.server), described(onFull.server));
+    assert.deepEqual(described(onLane.client), described(onFull.client));
+    assert.equal(attr(onLane.server, 'user_agent'), 'first/1');
+    assert.equal(attr(onLane.server, 'guid:x-request-id'), 'rid-a, rid-b');
+
+    const logged = (trace: string): unknown => {
+      const { time: _t, durationMs: _d, traceId, ...rest } = log.find((e) => e.traceId === trace)!;
+      assert.equal(traceId, trace);
+      return rest;
+    };
+    assert.deepEqual(logged(onLane.server.traceId), logged(onFull.server.traceId));
+  });
+
   it('counts exported spans', async () => {
     const text = await order.metrics.registry.metrics();
     assert.match(text, /meshward_tracing_spans_exported_total [1-9]/);
@@ -316,6 +454,51 @@ describe('tracing without an endpoint', { timeout: 10_000 }, () => {
       await proxy.stop();
       app.closeAllConnections();
       app.close();
+    }
+  });
+});
+
+describe('tracing an app that cannot be reached', { timeout: 10_000 }, () => {
+  it('ends the span with 503 and UF on the lane as on the full path', async () => {
+    const receiver = await startReceiver();
+    const root = await createRootCa({ trustDomain: TD });
+    const leaf = await createLeaf(root, { uris: [id('payment-service')] });
+    const config = proxyConfig('payment-service', NS, [{ port: 9090, protocol: 'http', appPort: await freePort() }], [], {
+      meshConfig: {},
+      tracing: { otlpEndpoint: receiver.url, sampling: 100 },
+    });
+    const proxy = await WorkloadProxy.start(config, { material: { key: leaf.key, chain: leaf.chain, bundle: bundleOf(root) }, bindPort: () => 0, accessLog: () => undefined, drainMs: 100 });
+    try {
+      const port = proxy.status().inbound[0]!.boundPort;
+      const headers = (trace: string): string[] => ['host', 'payment', 'traceparent', `00-${trace}-00f067aa0ba902b7-01`, 'x-request-id', 'down'];
+      const laneTrace = 'abababababababababababababababab';
+      const fullTrace = 'cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd';
+      // One Content-Length: the lane; chunked: node's server.
+      const lane = await rawRequest(port, '/down', 'POST', [...headers(laneTrace), 'content-length', '1'], 'x');
+      const full = await rawRequest(port, '/down', 'POST', headers(fullTrace), 'x');
+      assert.deepEqual([lane.status, byNode(lane.raw)], [503, false]);
+      assert.deepEqual([full.status, byNode(full.raw)], [503, true]);
+      const spanOf = async (trace: string): Promise<ExportedSpan> => {
+        for (let i = 0; i < 100; i++) {
+          await proxy.flushTraces();
+          const found = receiver.spans.find((s) => s.traceId === trace);
+          if (found !== undefined) return found;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        assert.fail(`no span for ${trace}`);
+      };
+      const onLane = await spanOf(laneTrace);
+      const onFull = await spanOf(fullTrace);
+      const described = (s: ExportedSpan): unknown => ({ name: s.name, kind: s.kind, status: s.status, attributes: [...s.attributes].sort((a, b) => a.key.localeCompare(b.key)) });
+      assert.deepEqual(described(onLane), described(onFull));
+      assert.equal(attr(onLane, 'response_flags'), 'UF');
+      assert.equal(attr(onLane, 'http.status_code'), '503');
+      assert.equal(attr(onLane, 'error'), true);
+      assert.deepEqual(onLane.status, { code: 2 });
+    } finally {
+      await proxy.stop();
+      receiver.server.closeAllConnections();
+      receiver.server.close();
     }
   });
 });

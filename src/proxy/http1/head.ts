@@ -47,6 +47,7 @@ export interface RequestHead {
   readonly names: string[];
   readonly values: string[];
   readonly host: string;
+  /** The first User-Agent, as node keeps it. */
   readonly userAgent: string | undefined;
   /** The body's length: 0 when the request has none. */
   readonly contentLength: number;
@@ -87,6 +88,15 @@ export function hopByHop(name: string): boolean {
     default:
       return false;
   }
+}
+
+/** Whether a string can be sent as a header value (no CR, LF, NUL or other controls). */
+export function isHeaderValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
+  }
+  return true;
 }
 
 /** Connection options this lane understands; anything else names headers it would have to drop, and goes to the full parser. */
@@ -216,7 +226,8 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
         break;
       }
       case 'user-agent':
-        userAgent = value;
+        // The first, as node's parser keeps it on the full path.
+        if (userAgent === undefined) userAgent = value;
         break;
     }
     names.push(name);

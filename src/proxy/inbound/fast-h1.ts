@@ -4,10 +4,12 @@
 // decided by the same engine call as the full path (./http.ts), answered
 // or forwarded to the app over a pooled keep-alive connection, its response
 // passed back byte for byte. The first request that is not (a head still
-// arriving, a chunked body, an upgrade, a limit to enforce, tracing on)
-// hands the connection, with the bytes already read, to node's HTTP/1.1
-// server for good, where every rule and limit of the full path applies.
-// Both paths record the same metric and access log entry (recordInbound).
+// arriving, a chunked body, an upgrade, a limit to enforce) hands the
+// connection, with the bytes already read, to node's HTTP/1.1 server for
+// good, where every rule and limit of the full path applies. Both paths
+// record the same metric and access log entry (recordInbound), and, when
+// the proxy traces, the same SERVER span with the same trace headers sent
+// on to the app.
 
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -15,15 +17,20 @@ import type { InboundPort } from '../../api/proxy-config.ts';
 import type { Decision } from '../../policy/decision.ts';
 import type { DestinationWorkload } from '../../policy/facts.ts';
 import { resolveProxyLimits } from '../../api/proxy-limits.ts';
-import { hopByHop, type RequestHead } from '../http1/head.ts';
+import { hopByHop, isHeaderValue, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
+import { isTraceHeader, traceHeaders, traceLines, untracedFields, type HeaderFields } from '../http1/trace.ts';
 import { sendAgain, type H1Upstream } from '../http1/upstream.ts';
+import { endServerSpan, startServerSpan, type InboundFacts } from '../tracing/hop.ts';
+import type { Span } from '../tracing/tracer.ts';
 import { destinationOf, inboundPort } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
 import { forwardedTarget, recordInbound, sourceWorkloadOf, UPSTREAM_CONNECT_ERROR, xfccOf } from './http.ts';
 import { PEER_WORKLOAD } from '../peer-workload.ts';
 
 const XFCC = 'x-forwarded-client-cert';
+
+type Mutations = NonNullable<Decision['trace']['headerMutations']>;
 
 /** What the listener lends the lane: its context, and the way to node's server. */
 export interface LaneHost {
@@ -34,21 +41,69 @@ export interface LaneHost {
   handOff(socket: Duplex, pending: Buffer | null): void;
 }
 
-/** Whether a string can be sent as a header value (no CR, LF, NUL or other controls). */
-function isHeaderValue(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
-  }
-  return true;
-}
-
 function isTarget(target: string): boolean {
   for (let i = 0; i < target.length; i++) {
     const c = target.charCodeAt(i);
     if (c <= 0x20 || c >= 0x7f) return false;
   }
   return target.length > 0;
+}
+
+/**
+ * `out` with the caller's header lines the app is sent, each CRLF-prefixed,
+ * the engine's header mutations applied. Without the caller's
+ * x-forwarded-client-cert: only the proxy that terminated the mTLS
+ * connection may say who the peer is. Without x-meshward-peer-workload,
+ * which is for this proxy alone, honoured or not.
+ */
+function withFields(out: string, fields: HeaderFields, mutations: Mutations): string {
+  for (let i = 0; i < fields.names.length; i++) {
+    const name = fields.names[i]!;
+    if (name === XFCC || name === PEER_WORKLOAD || hopByHop(name)) continue;
+    if (mutations.length > 0 && mutations.some((m) => m.name.toLowerCase() === name)) continue;
+    out += `\r\n${name}: ${fields.values[i]!}`;
+  }
+  for (const m of mutations) {
+    // A claim copied into a header must be a valid header value, or it is not sent.
+    if (m.op === 'set' && isHeaderValue(m.value)) out += `\r\n${m.name.toLowerCase()}: ${m.value}`;
+  }
+  return out;
+}
+
+/**
+ * withFields, the trace headers being the ones `span` writes as the app's
+ * parent instead of the caller's. As on the full path, a mutation of one of
+ * them applies first and the span writes over it.
+ */
+function withTracedFields(out: string, head: RequestHead, mutations: Mutations, span: Span): string {
+  const trace = traceHeaders(head);
+  let others = mutations;
+  if (mutations.length > 0) {
+    const kept: Mutations[number][] = [];
+    for (const m of mutations) {
+      const name = m.name.toLowerCase();
+      if (!isTraceHeader(name)) kept.push(m);
+      else if (m.op === 'remove') delete trace[name];
+      else trace[name] = m.value;
+    }
+    others = kept;
+  }
+  span.inject(trace);
+  return withFields(out, untracedFields(head), others) + traceLines(trace);
+}
+
+/** What the SERVER span is ended with, as the full path reads it from node's request. */
+function inboundFacts(info: ConnectionInfo, head: RequestHead): InboundFacts {
+  return {
+    method: head.method,
+    host: head.host,
+    path: head.target,
+    port: info.port,
+    httpVersion: '1.1',
+    principal: info.principal,
+    remoteIp: info.remoteIp,
+    userAgent: head.userAgent,
+  };
 }
 
 export class InboundFastLane extends DownstreamLane {
@@ -70,8 +125,7 @@ export class InboundFastLane extends DownstreamLane {
     const ctx = this.#host.ctx;
     const snap = ctx.snapshot();
     this.#port = inboundPort(snap, this.#host.port);
-    // Tracing needs node's headers object for its span; that path has it.
-    if (this.#port === undefined || ctx.tracer() !== null) return null;
+    if (this.#port === undefined) return null;
     const l = resolveProxyLimits(snap.config.limits);
     return { maxHeadBytes: l.maxRequestHeadersBytes, maxHeaders: l.maxRequestHeadersCount, idleMs: l.idleTimeoutMs };
   }
@@ -91,6 +145,11 @@ export class InboundFastLane extends DownstreamLane {
   #serve(info: ConnectionInfo, port: InboundPort, head: RequestHead, body: Buffer | null): void {
     const ctx = this.#host.ctx;
     const started = performance.now();
+    // As on the full path, the span starts before anything is decided.
+    // Without a tracer, nothing is built for it: only null checks, here,
+    // where the app's request head is written and where the request is recorded.
+    const tracer = ctx.tracer();
+    const span = tracer === null ? null : startServerSpan(tracer, traceHeaders(head), info.port);
     const snap = info.snapshot;
     const { method, target: path, host } = head;
     // The same for every request of a connection under one config: built once.
@@ -103,11 +162,11 @@ export class InboundFastLane extends DownstreamLane {
     if (!info.mtls && !info.ingress && mode === 'STRICT') {
       // Probes rewritten by Istio reach the app in plaintext even under STRICT, and only on the exact paths configured.
       if ((port.healthPaths ?? []).includes(path)) {
-        this.#forward(info, port, head, body, path, null, 'unknown', started, true, false);
+        this.#forward(info, port, head, body, path, null, 'unknown', started, true, false, span);
         return;
       }
       this.socket.destroy();
-      recordInbound(ctx, info, port, 'unknown', started, method, path, 'reset', null, false);
+      this.#record(info, port, 'unknown', started, head, 'reset', null, false, span);
       return;
     }
     // What the engine reads, as on the full path: every header but Host and
@@ -132,7 +191,7 @@ export class InboundFastLane extends DownstreamLane {
     });
     const proceed = (d: Decision): void => {
       if (this.gone) {
-        recordInbound(ctx, info, port, source, started, method, path, 'reset', d, false);
+        this.#record(info, port, source, started, head, 'reset', d, false, span);
         return;
       }
       if (d.decision === 'DENY') {
@@ -141,16 +200,16 @@ export class InboundFastLane extends DownstreamLane {
         else if (status === 401) this.answer(401, 'Jwt verification fails', `\r\nwww-authenticate: Bearer realm="http://${host}${path}"`);
         else if (status === 400) this.answer(400, 'Bad Request', '');
         else this.answer(403, 'RBAC: access denied', '');
-        recordInbound(ctx, info, port, source, started, method, path, status, d, false);
+        this.#record(info, port, source, started, head, status, d, false, span);
         this.done();
         return;
       }
-      this.#forward(info, port, head, body, forwardedTarget(path, d.trace.normalizedPath), d, source, started, false, false);
+      this.#forward(info, port, head, body, forwardedTarget(path, d.trace.normalizedPath), d, source, started, false, false, span);
     };
     if (decision instanceof Promise) {
       decision.then(proceed, () => {
         this.answer(403, 'RBAC: access denied', '');
-        recordInbound(ctx, info, port, source, started, method, path, 403, null, false);
+        this.#record(info, port, source, started, head, 403, null, false, span);
         this.done();
       });
     } else proceed(decision);
@@ -167,9 +226,10 @@ export class InboundFastLane extends DownstreamLane {
     started: number,
     bypass: boolean,
     retried: boolean,
+    span: Span | null,
   ): void {
     const ctx = this.#host.ctx;
-    const finish = (code: number | 'reset'): void => recordInbound(ctx, info, port, source, started, head.method, head.target, code, d, bypass);
+    const finish = (code: number | 'reset'): void => this.#record(info, port, source, started, head, code, d, bypass, span);
     // The app gets the path the policy checked, or nothing: never the raw one in its place.
     if (!isTarget(target)) {
       this.answer(400, 'Bad Request');
@@ -177,22 +237,11 @@ export class InboundFastLane extends DownstreamLane {
       this.done();
       return;
     }
-    // Without the caller's x-forwarded-client-cert: only the proxy that
-    // terminated the mTLS connection may say who the peer is. Without
-    // x-meshward-peer-workload, which is for this proxy alone, honoured or not.
     const mutations = d?.trace.headerMutations ?? [];
     // Connection: keep-alive said outright, as node's agent does on the full path.
-    let out = `${head.method} ${target} HTTP/1.1\r\nhost: ${head.host}\r\nconnection: keep-alive`;
-    for (let i = 0; i < head.names.length; i++) {
-      const name = head.names[i]!;
-      if (name === XFCC || name === PEER_WORKLOAD || hopByHop(name)) continue;
-      if (mutations.length > 0 && mutations.some((m) => m.name.toLowerCase() === name)) continue;
-      out += `\r\n${name}: ${head.values[i]!}`;
-    }
-    for (const m of mutations) {
-      // A claim copied into a header must be a valid header value, or it is not sent.
-      if (m.op === 'set' && isHeaderValue(m.value)) out += `\r\n${m.name.toLowerCase()}: ${m.value}`;
-    }
+    const line = `${head.method} ${target} HTTP/1.1\r\nhost: ${head.host}\r\nconnection: keep-alive`;
+    // The app sees the proxy's span as its parent.
+    let out = span === null ? withFields(line, head, mutations) : withTracedFields(line, head, mutations, span);
     const xfcc = xfccOf(ctx, info);
     if (xfcc !== null) out += `\r\n${XFCC}: ${xfcc}`;
     out += '\r\n\r\n';
@@ -222,12 +271,10 @@ export class InboundFastLane extends DownstreamLane {
           return;
         }
         if (!retried && sendAgain(end, up, head.method)) {
-          this.#forward(info, port, head, body, target, d, source, started, bypass, true);
+          this.#forward(info, port, head, body, target, d, source, started, bypass, true, span);
           return;
         }
-        this.answer(503, UPSTREAM_CONNECT_ERROR, '');
-        finish(503);
-        this.done();
+        this.#unreachable(span, finish);
       });
     };
     // A retry takes a new connection: the pooled ones may be as stale as the last.
@@ -243,14 +290,45 @@ export class InboundFastLane extends DownstreamLane {
         finish('reset');
         return;
       }
-      this.answer(503, UPSTREAM_CONNECT_ERROR, '');
-      finish(503);
-      this.done();
+      this.#unreachable(span, finish);
     };
     socket.once('error', refused);
     socket.once('connect', () => {
       socket.off('error', refused);
       send(pool.adopt(socket));
     });
+  }
+
+  /** The app could not be reached: Envoy's 503, and the span flagged UF as the full path flags it. */
+  #unreachable(span: Span | null, finish: (code: number) => void): void {
+    if (span !== null) span.responseFlags = 'UF';
+    this.answer(503, UPSTREAM_CONNECT_ERROR, '');
+    finish(503);
+    this.done();
+  }
+
+  /**
+   * The request's metric and access log entry, however it ended, and the
+   * end of its span when traced, with the same facts and status as the full
+   * path's (`reset`: no response).
+   */
+  #record(
+    info: ConnectionInfo,
+    port: InboundPort,
+    source: string,
+    started: number,
+    head: RequestHead,
+    code: number | 'reset',
+    d: Decision | null,
+    bypass: boolean,
+    span: Span | null,
+  ): void {
+    const ctx = this.#host.ctx;
+    if (span === null) {
+      recordInbound(ctx, info, port, source, started, head.method, head.target, code, d, bypass);
+      return;
+    }
+    recordInbound(ctx, info, port, source, started, head.method, head.target, code, d, bypass, undefined, span.traceId);
+    endServerSpan(span, code, inboundFacts(info, head), d, bypass);
   }
 }

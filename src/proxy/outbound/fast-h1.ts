@@ -5,15 +5,19 @@
 // one, as on every dial), and the response comes back byte for byte. What
 // the lane does not take — a request that is not whole or not simple, an
 // upstream that is not an ISTIO_MUTUAL mesh peer or whose DestinationRule
-// sets h2UpgradePolicy UPGRADE, tracing on — goes with
-// its connection to node's HTTP/1.1 server and ./http-forward.ts, which
-// carries it as HTTP/2. Failures answer as that path does (Envoy's 503
-// words, the same response flags and metrics).
+// sets h2UpgradePolicy UPGRADE — goes with its connection to node's
+// HTTP/1.1 server and ./http-forward.ts, which carries it as HTTP/2.
+// Failures answer as that path does (Envoy's 503 words, the same response
+// flags and metrics), and a proxy that traces opens the same CLIENT span
+// and sends the upstream the same trace headers.
 
 import type { Duplex } from 'node:stream';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { hopByHop, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
+import { traceHeaders, traceLines, untracedFields, type HeaderFields } from '../http1/trace.ts';
+import { endClientSpan, startClientSpan, type OutboundFacts } from '../tracing/hop.ts';
+import type { Span } from '../tracing/tracer.ts';
 import { sendAgain, type ExchangeEnd, type H1Upstream } from '../http1/upstream.ts';
 import { UpstreamError } from './dial.ts';
 import { countFailure, failureBody, failureOf, FLAGS, peerWorkloadFor, type ForwardContext } from './http-forward.ts';
@@ -26,6 +30,36 @@ import type { ConnectionPool } from './pool.ts';
 const APP_SIDE: LaneLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaders: 100, idleMs: 5_000 });
 
 const counters = new WeakMap<H1Upstream, (code: string, flags: string, ms: number) => void>();
+
+/** `out` with the app's header lines, each CRLF-prefixed. The app's own x-meshward-peer-workload is dropped: only this proxy says who is calling. */
+function withFields(out: string, fields: HeaderFields): string {
+  for (let i = 0; i < fields.names.length; i++) {
+    const name = fields.names[i]!;
+    if (!hopByHop(name) && name !== PEER_WORKLOAD) out += `\r\n${name}: ${fields.values[i]!}`;
+  }
+  return out;
+}
+
+/** withFields, the trace headers being the ones `span` writes as the upstream's parent instead of the app's. */
+function withTracedFields(out: string, head: RequestHead, span: Span): string {
+  const trace = traceHeaders(head);
+  span.inject(trace);
+  return withFields(out, untracedFields(head)) + traceLines(trace);
+}
+
+/** What the CLIENT span is ended with, as the full path reads it from node's request. */
+function outboundFacts(head: RequestHead, route: Route, endpoint: UpstreamEndpoint | null, flags: string): OutboundFacts {
+  return {
+    method: head.method,
+    authority: head.host,
+    path: head.target,
+    upstream: route.upstream,
+    endpoint,
+    httpVersion: '1.1',
+    flags,
+    security: route.plan.security,
+  };
+}
 
 export class OutboundFastLane extends DownstreamLane {
   readonly #route: () => Route | undefined;
@@ -42,7 +76,6 @@ export class OutboundFastLane extends DownstreamLane {
   protected limits(): LaneLimits | null {
     const route = this.#route();
     if (route === undefined || route.plan.kind !== 'mtls' || route.upstream.protocol !== 'http' || route.h2Upgrade) return null;
-    if ((this.#context().tracer ?? null) !== null) return null;
     return APP_SIDE;
   }
 
@@ -53,11 +86,29 @@ export class OutboundFastLane extends DownstreamLane {
     const ctx = this.#context();
     const { upstream, plan } = route;
     const started = performance.now();
+    // As on the full path, the span starts before an endpoint is picked,
+    // and the upstream gets it as its parent. Without a tracer, nothing is
+    // built for it: this null check and the one when the request is counted.
+    const tracer = ctx.tracer;
+    const line = `${head.method} ${head.target} HTTP/1.1\r\nhost: ${head.host}`;
+    let span: Span | null = null;
+    let out: string;
+    if (tracer === null) out = withFields(line, head);
+    else {
+      span = startClientSpan(tracer, traceHeaders(head), upstream);
+      out = withTracedFields(line, head, span);
+    }
+    const peerWorkload = peerWorkloadFor(ctx, route);
+    if (peerWorkload !== null) out += `\r\n${PEER_WORKLOAD}: ${peerWorkload}`;
+    out += '\r\n\r\n';
+
     let endpoint: UpstreamEndpoint | null = null;
     let peer: string | null = null;
     let flags = '-';
     let connection: H1Upstream | null = null;
+    // Once per request, however it ended: 0 when the app got no response.
     const count = (code: number): void => {
+      if (span !== null) endClientSpan(span, code, outboundFacts(head, route, endpoint, flags));
       const ms = performance.now() - started;
       if (connection === null) {
         ctx.metrics.request(
@@ -92,15 +143,6 @@ export class OutboundFastLane extends DownstreamLane {
       return;
     }
     endpoint = picked.endpoint;
-    let out = `${head.method} ${head.target} HTTP/1.1\r\nhost: ${head.host}`;
-    for (let i = 0; i < head.names.length; i++) {
-      const name = head.names[i]!;
-      // The app's own x-meshward-peer-workload is dropped: only this proxy says who is calling.
-      if (!hopByHop(name) && name !== PEER_WORKLOAD) out += `\r\n${name}: ${head.values[i]!}`;
-    }
-    const peerWorkload = peerWorkloadFor(ctx, route);
-    if (peerWorkload !== null) out += `\r\n${PEER_WORKLOAD}: ${peerWorkload}`;
-    out += '\r\n\r\n';
 
     const pool = ctx.pool;
     const use = (key: string, up: H1Upstream, fresh: boolean): void => {

@@ -29,7 +29,7 @@ export interface ForwardContext {
   readonly metrics: OutboundMetrics;
   readonly source: Source;
   /** Null when the proxy does not trace. */
-  readonly tracer?: Tracer | null;
+  readonly tracer: Tracer | null;
   /** This workload's name as mesh peers are told it (../peer-workload.ts); null when it is not a valid one, and then not sent. */
   readonly peerWorkload: string | null;
 }
