@@ -213,10 +213,13 @@ for (const n of names) {
 
 // RSS before any request: what the process costs to exist.
 const rssIdle = new Map<string, number>();
+const anonIdle = new Map<string, number>();
 await new Promise((r) => setTimeout(r, 1000));
 for (const s of systems) {
-  rssIdle.set(s.client.label, rssMiB(processTree(s.client.proc.pid!)));
-  rssIdle.set(s.server.label, rssMiB(processTree(s.server.proc.pid!)));
+  for (const side of [s.client, s.server]) {
+    rssIdle.set(side.label, rssMiB(processTree(side.proc.pid!)));
+    anonIdle.set(side.label, rssMiB(processTree(side.proc.pid!), 'RssAnon'));
+  }
 }
 
 type Config = 'direct' | SystemName;
@@ -395,17 +398,18 @@ for (const c of configs) {
   lines.push(`| ${c} | ${range(sat.get(c)!, 0)} | ${range(p.map((x) => x.p50), 3, ' ms')} | ${range(p.map((x) => x.p99), 3, ' ms')} |`);
 }
 lines.push('');
-lines.push('| sidecar process | RSS idle | RSS after the rounds | peak RSS (VmHWM) |');
-lines.push('|---|---:|---:|---:|');
+lines.push('| sidecar process | RSS idle | of which its own (RssAnon) | RSS after the rounds | peak RSS (VmHWM) |');
+lines.push('|---|---:|---:|---:|---:|');
 for (const s of systems) {
   for (const side of [s.client, s.server]) {
-    lines.push(`| ${side.label} | ${fmt(rssIdle.get(side.label)!, 1)} MiB | ${fmt(rss.get(side.label)!, 1)} MiB | ${fmt(hwm.get(side.label)!, 1)} MiB |`);
+    lines.push(`| ${side.label} | ${fmt(rssIdle.get(side.label)!, 1)} MiB | ${fmt(anonIdle.get(side.label)!, 1)} MiB | ${fmt(rss.get(side.label)!, 1)} MiB | ${fmt(hwm.get(side.label)!, 1)} MiB |`);
   }
 }
 for (const s of systems) {
   if (s.idleProbe === undefined) continue;
   lines.push('');
-  lines.push(`${s.name}: a server proxy started alone for the purpose, ${fmt(s.idleProbe.idle, 1)} MiB idle, ${fmt(s.idleProbe.trimmed, 1)} MiB after \`POST /memory/trim\` (what the proxy does by itself after a few idle minutes).`);
+  const p = s.idleProbe;
+  lines.push(`${s.name}: a server proxy started alone for the purpose, ${fmt(p.idle, 1)} MiB idle (${fmt(p.anonIdle, 1)} MiB its own), ${fmt(p.trimmed, 1)} MiB (${fmt(p.anonTrimmed, 1)} MiB) after \`POST /memory/trim\` (what the proxy does by itself after a few idle minutes).`);
 }
 if (TCP) {
   lines.push('');

@@ -106,8 +106,12 @@ export function cpuSeconds(pids: readonly number[]): number {
   return ticks / CLK_TCK;
 }
 
-/** VmRSS (or VmHWM, the peak) in MiB, summed over `pids`. */
-export function rssMiB(pids: readonly number[], field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+/**
+ * VmRSS in MiB, summed over `pids`; or VmHWM (the peak), or RssAnon (the
+ * process's own pages, without the file-backed ones of its binary and
+ * libraries that every process running the same binary shares).
+ */
+export function rssMiB(pids: readonly number[], field: 'VmRSS' | 'VmHWM' | 'RssAnon' = 'VmRSS'): number {
   let kb = 0;
   for (const pid of pids) {
     try {

@@ -58,7 +58,7 @@ export interface RunningSystem {
   /** The server side's mTLS listener, for the handshake test. */
   readonly serverTlsPort: number;
   /** meshward: a server proxy started alone, idle, then after `POST /memory/trim` (MiB). */
-  readonly idleProbe?: { readonly idle: number; readonly trimmed: number };
+  readonly idleProbe?: { readonly idle: number; readonly trimmed: number; readonly anonIdle: number; readonly anonTrimmed: number };
 }
 
 export interface StartOptions {
@@ -192,10 +192,11 @@ async function startMeshward(o: StartOptions, name: 'meshward' | 'meshward-nodel
   await waitForPort(P.serverAdmin);
   await new Promise((r) => setTimeout(r, 1000));
   const idle = rssMiB([probe.pid!]);
+  const anonIdle = rssMiB([probe.pid!], 'RssAnon');
   const trim = await fetch(`http://127.0.0.1:${P.serverAdmin}/memory/trim`, { method: 'POST' });
   if (trim.status !== 200) throw new Error(`POST /memory/trim: HTTP ${trim.status}`);
   await new Promise((r) => setTimeout(r, 500));
-  const idleProbe = { idle, trimmed: rssMiB([probe.pid!]) };
+  const idleProbe = { idle, trimmed: rssMiB([probe.pid!]), anonIdle, anonTrimmed: rssMiB([probe.pid!], 'RssAnon') };
   await stopped(probe);
   const server = pinned(o.core, o.nodeBin, [...flags, bin, 'proxy', '--config', files.server], o.logFile);
   const client = pinned(o.core, o.nodeBin, [...flags, bin, 'proxy', '--config', files.client], o.logFile);
