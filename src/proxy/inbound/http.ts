@@ -147,8 +147,13 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
     }
     forward(req, res, info, port, ctx, d.trace.headerMutations ?? [], (code) => finish(code, d), forwardedTarget(path, d.trace.normalizedPath), span);
   };
-  if (decision instanceof Promise) decision.then(proceed, () => answer(res, 403, 'RBAC: access denied'));
-  else proceed(decision);
+  if (decision instanceof Promise) {
+    // The engine settles with a decision; should it ever fail, the request is denied, and logged as such.
+    decision.then(proceed, () => {
+      answer(res, 403, 'RBAC: access denied');
+      finish(403, null);
+    });
+  } else proceed(decision);
 }
 
 /** Request counting for one caller's workload. */
