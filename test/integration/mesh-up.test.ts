@@ -8,7 +8,8 @@
 // reported and the old policy stays; with the control plane killed traffic
 // flows and authz holds, and the proxies reconnect when it is back; an app
 // killed yields 503 and recovers. Ctrl-C (SIGINT) stops it all and nothing
-// is left running. The demo's fixed loopback ports must be free.
+// is left running. The demo's ports and mesh addresses are moved (ports
+// +10000, 127.0.10.x → 127.0.110.x), so the tests run while the demo does.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,10 +25,35 @@ import { join, resolve } from 'node:path';
 const REPO = resolve(import.meta.dirname, '../..');
 const SHOP = join(REPO, 'examples/shop');
 const BIN = join(REPO, 'bin/meshward.js');
-const GATEWAY = 'https://localhost:8443';
-const REPORTING_TO_PAYMENT = 'http://127.0.0.1:19041';
-const ORDER_TO_PAYMENT = 'http://127.0.0.1:19011';
-const ISSUER = 'http://127.0.0.1:18000';
+/** Where the demo's port `p` is in this copy of it. */
+const moved = (p: number): number => p + 10_000;
+/** The demo's mesh address 127.0.10.x, in this copy 127.0.110.x. */
+const PAYMENT_ADDRESS = '127.0.110.3';
+
+/**
+ * The demo's files with their ports and mesh addresses moved: every
+ * 127.0.0.1 port the demo uses (8443, 150xx, 180xx, 190xx) and every
+ * 127.0.10.x address. The mesh ports themselves (8080, 9090) stay, on the
+ * moved addresses.
+ */
+function relocate(text: string): string {
+  return text.replace(/\b(8443|150\d\d|180\d\d|190\d\d)\b/g, (p) => String(moved(Number(p)))).replaceAll('127.0.10.', '127.0.110.');
+}
+
+/** The demo's mesh file and policies, moved, in `dir`; the apps run from the repository (they import its dependencies). */
+function copyDemo(dir: string): string {
+  cpSync(join(SHOP, 'policies'), join(dir, 'policies'), { recursive: true });
+  const jwtPolicy = join(dir, 'policies', 'gateway-jwt.yaml');
+  writeFileSync(jwtPolicy, relocate(readFileSync(jwtPolicy, 'utf8')));
+  const meshFile = join(dir, 'mesh.yaml');
+  writeFileSync(meshFile, relocate(readFileSync(join(SHOP, 'mesh.yaml'), 'utf8')).replaceAll(' apps/', ` ${SHOP}/apps/`));
+  return meshFile;
+}
+
+const GATEWAY = `https://localhost:${moved(8443)}`;
+const REPORTING_TO_PAYMENT = `http://127.0.0.1:${moved(19041)}`;
+const ORDER_TO_PAYMENT = `http://127.0.0.1:${moved(19011)}`;
+const ISSUER = `http://127.0.0.1:${moved(18000)}`;
 
 interface Reply {
   readonly status: number;
@@ -143,10 +169,7 @@ describe('meshward up: the shop demo end to end', { timeout: 180_000 }, () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'meshward-up-'));
     stateDir = join(dir, 'state');
-    cpSync(join(SHOP, 'policies'), join(dir, 'policies'), { recursive: true });
-    // The apps run from the repository (they import its dependencies).
-    meshFile = join(dir, 'mesh.yaml');
-    writeFileSync(meshFile, readFileSync(join(SHOP, 'mesh.yaml'), 'utf8').replaceAll(' apps/', ` ${SHOP}/apps/`));
+    meshFile = copyDemo(dir);
     up = spawn(process.execPath, [BIN, 'up', '-f', meshFile, '--state-dir', stateDir], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -163,9 +186,9 @@ describe('meshward up: the shop demo end to end', { timeout: 180_000 }, () => {
   });
 
   it('prints the status table and the tour', () => {
-    assert.match(output, /production\/payment-service\s+spiffe:\/\/cluster\.local\/ns\/production\/sa\/payment-service\s+127\.0\.10\.3:8080 STRICT, 127\.0\.10\.3:9090 PERMISSIVE/);
+    assert.match(output, /production\/payment-service\s+spiffe:\/\/cluster\.local\/ns\/production\/sa\/payment-service\s+127\.0\.110\.3:8080 STRICT, 127\.0\.110\.3:9090 PERMISSIVE/);
     assert.match(output, /1\. A call that succeeds/);
-    assert.match(output, /curl -i http:\/\/127\.0\.0\.1:19041\/api\/v1\/payments\/summary/);
+    assert.ok(output.includes(`curl -i http://127.0.0.1:${moved(19041)}/api/v1/payments/summary`), output);
   });
 
   it('status -o json lists every workload with its identity, ports, mTLS modes and readiness', () => {
@@ -175,11 +198,11 @@ describe('meshward up: the shop demo end to end', { timeout: 180_000 }, () => {
     assert.deepEqual(s.workloads.map((w) => w.name).sort(), ['billing-service', 'order-service', 'payment-service', 'reporting-service']);
     const payment = s.workloads.find((w) => w.name === 'payment-service')!;
     assert.equal(payment.spiffeId, 'spiffe://cluster.local/ns/production/sa/payment-service');
-    assert.equal(payment.appPort, 18083);
-    assert.equal(payment.adminPort, 15003);
+    assert.equal(payment.appPort, moved(18083));
+    assert.equal(payment.adminPort, moved(15003));
     assert.deepEqual(payment.inbound.map((i) => `${i.port}:${i.mtlsMode}`), ['8080:STRICT', '9090:PERMISSIVE']);
     assert.ok(s.workloads.every((w) => w.ready));
-    assert.deepEqual(s.workloads.find((w) => w.name === 'reporting-service')!.upstreams, [{ service: 'payment-service', port: 8080, localPort: 19041 }]);
+    assert.deepEqual(s.workloads.find((w) => w.name === 'reporting-service')!.upstreams, [{ service: 'payment-service', port: 8080, localPort: moved(19041) }]);
     assert.equal(s.gateway.address, GATEWAY.replace('localhost', '127.0.0.1'));
     assert.equal(s.gateway.ready, true);
   });
@@ -197,7 +220,7 @@ describe('meshward up: the shop demo end to end', { timeout: 180_000 }, () => {
     assert.equal(r.status, 403);
     assert.equal(r.body, 'RBAC: access denied');
     // The series the alert on istio_requests_total{response_code="403"} and Istio's service dashboard read.
-    const metrics = (await call('http://127.0.0.1:15003/stats/prometheus')).body;
+    const metrics = (await call(`http://127.0.0.1:${moved(15003)}/stats/prometheus`)).body;
     const denied = metrics.split('\n').find((l) => l.startsWith('istio_requests_total{') && l.includes('response_code="403"'));
     assert.ok(denied, metrics);
     assert.match(denied, /reporter="destination"/);
@@ -208,8 +231,8 @@ describe('meshward up: the shop demo end to end', { timeout: 180_000 }, () => {
   });
 
   it('plaintext straight to payment-service\'s mesh port is refused at TLS; the PERMISSIVE metrics port answers', async () => {
-    assert.equal(await plaintextOutcome('127.0.10.3', 8080), 'refused');
-    const metrics = await call('http://127.0.10.3:9090/metrics');
+    assert.equal(await plaintextOutcome(PAYMENT_ADDRESS, 8080), 'refused');
+    const metrics = await call(`http://${PAYMENT_ADDRESS}:9090/metrics`);
     assert.equal(metrics.status, 200);
   });
 
@@ -281,7 +304,7 @@ describe('meshward up: the shop demo end to end', { timeout: 180_000 }, () => {
     assert.equal(code, 0);
     assert.deepEqual(pidsMatching(dir), []);
     assert.deepEqual(pidsMatching(`${SHOP}/apps/`), []);
-    assert.equal(await plaintextOutcome('127.0.10.3', 9090), 'refused');
+    assert.equal(await plaintextOutcome(PAYMENT_ADDRESS, 9090), 'refused');
   });
 });
 
@@ -295,9 +318,7 @@ describe('meshward up --sidecars: one proxy process per workload', { timeout: 12
     stateDir = join(dir, 'state');
     output = '';
     try {
-      cpSync(join(SHOP, 'policies'), join(dir, 'policies'), { recursive: true });
-      meshFile = join(dir, 'mesh.yaml');
-      writeFileSync(meshFile, readFileSync(join(SHOP, 'mesh.yaml'), 'utf8').replaceAll(' apps/', ` ${SHOP}/apps/`));
+      meshFile = copyDemo(dir);
       up = spawn(process.execPath, [BIN, 'up', '--sidecars', '-f', meshFile, '--state-dir', stateDir], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
       up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
       up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
