@@ -502,6 +502,10 @@ describe('inbound proxy', () => {
     assert.equal(r.trimmed, true);
     // V8's initial young generation; whatever it was before.
     assert.ok(r.after.youngGenerationMiB <= 2 && r.after.youngGenerationMiB <= r.before.youngGenerationMiB, trim.body);
+    // At most one a second, and never from a web page.
+    assert.equal((await get(admin, '/memory/trim', { method: 'POST' })).status, 429);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal((await get(admin, '/memory/trim', { method: 'POST', headers: { origin: 'https://example.com' } })).status, 403);
     // The proxy serves on as before.
     assert.equal((await get(port8080, '/api/v1/payments/1', { tls: orderTls })).status, 200);
   });

@@ -33,6 +33,7 @@ export function redactConfig(config: ProxyConfig): unknown {
 }
 
 export async function startAdmin(bindPort: number, source: AdminSource): Promise<Server> {
+  let lastTrim = 0;
   const server = http.createServer((req, res) => {
     const json = (status: number, body: unknown): void => {
       const text = `${JSON.stringify(body, null, 2)}\n`;
@@ -45,6 +46,19 @@ export async function startAdmin(bindPort: number, source: AdminSource): Promise
         res.writeHead(405, { allow: 'POST' }).end();
         return;
       }
+      // Loopback is not enough for a POST: a web page the operator has open
+      // can send one too, and browsers say so in Origin; tools do not send it.
+      if (req.headers.origin !== undefined) {
+        res.writeHead(403, { 'content-type': 'text/plain' }).end('admin POSTs from a web page are refused\n');
+        return;
+      }
+      // Each trim pauses the process for tens of milliseconds: at most one a second.
+      const now = Date.now();
+      if (now - lastTrim < 1000) {
+        res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': '1' }).end('one trim a second\n');
+        return;
+      }
+      lastTrim = now;
       const before = memoryReport();
       const trimmed = trimMemory();
       json(200, { trimmed, before, after: memoryReport() });
