@@ -25,7 +25,7 @@ import { endServerSpan, startServerSpan, type InboundFacts } from '../tracing/ho
 import type { Span } from '../tracing/tracer.ts';
 import { destinationOf, inboundPort } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
-import { forwardedTarget, recordInbound, sourceWorkloadOf, UPSTREAM_CONNECT_ERROR, xfccOf } from './http.ts';
+import { forwardedTarget, isPeerClaim, recordInbound, sourceWorkloadOf, UPSTREAM_CONNECT_ERROR, xfccOf } from './http.ts';
 import { PEER_WORKLOAD } from '../peer-workload.ts';
 
 const XFCC = 'x-forwarded-client-cert';
@@ -51,15 +51,12 @@ function isTarget(target: string): boolean {
 
 /**
  * `out` with the caller's header lines the app is sent, each CRLF-prefixed,
- * the engine's header mutations applied. Without the caller's
- * x-forwarded-client-cert: only the proxy that terminated the mTLS
- * connection may say who the peer is. Without x-meshward-peer-workload,
- * which is for this proxy alone, honoured or not.
+ * the engine's header mutations applied; never a peer claim (isPeerClaim).
  */
 function withFields(out: string, fields: HeaderFields, mutations: Mutations): string {
   for (let i = 0; i < fields.names.length; i++) {
     const name = fields.names[i]!;
-    if (name === XFCC || name === PEER_WORKLOAD || hopByHop(name)) continue;
+    if (isPeerClaim(name) || hopByHop(name)) continue;
     if (mutations.length > 0 && mutations.some((m) => m.name.toLowerCase() === name)) continue;
     out += `\r\n${name}: ${fields.values[i]!}`;
   }

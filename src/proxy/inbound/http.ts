@@ -44,12 +44,22 @@ function engineHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   return out;
 }
 
-/** What the app is sent: no pseudo-headers, no hop-by-hop, and never the caller's x-forwarded-client-cert or x-meshward-peer-workload. */
+/**
+ * Whether a caller's header claims to say who the peer is: x-forwarded-client-cert
+ * and x-meshward-peer-workload. Only the proxy that terminated the mTLS
+ * connection may say that, so the caller's copies never reach the app, on
+ * either HTTP/1.1 path, nor as trailers.
+ */
+export function isPeerClaim(name: string): boolean {
+  return name === XFCC || name === PEER_WORKLOAD;
+}
+
+/** What the app is sent (headers or trailers): no pseudo-headers, no hop-by-hop, no peer claims. */
 function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || name.charCodeAt(0) === COLON || HOP_BY_HOP.has(name) || name === XFCC || name === PEER_WORKLOAD) continue;
+    if (value === undefined || name.charCodeAt(0) === COLON || HOP_BY_HOP.has(name) || isPeerClaim(name)) continue;
     out[name] = value;
   }
   return out;
@@ -361,13 +371,10 @@ function forward(
     if (!res.writableFinished) upstream.destroy();
   });
   // The caller's trailers reach the app when its request is chunked (no
-  // content-length), with the same two exceptions as its headers: a trailer
-  // must not say who the peer is either.
+  // content-length), filtered as its headers are.
   req.once('end', () => {
     if (!hasAny(req.trailers)) return;
-    const t = responseHeaders(req.trailers);
-    delete t[XFCC];
-    delete t[PEER_WORKLOAD];
+    const t = forwardHeaders(req.trailers);
     if (hasAny(t)) upstream.addTrailers(t as Record<string, string>);
   });
   (req as NodeJS.ReadableStream).pipe(upstream);
