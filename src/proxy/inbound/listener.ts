@@ -247,6 +247,11 @@ export class InboundListener {
     this.#conn.set(socket, info);
     const h2 = first !== null && first.length >= 3 && first.subarray(0, 3).equals(H2_PREFACE.subarray(0, 3));
     if (h2) {
+      // The port's listener keeps half-open connections, for TCP ports. Node's
+      // HTTP/2 server expects a socket that closes when its peer does: on a
+      // half-open one, a session whose peer left before acknowledging its
+      // SETTINGS closes but is never freed (about 75 KiB each).
+      socket.allowHalfOpen = false;
       this.#pendingSession = info;
       try {
         this.#h2.emit('connection', socket);
