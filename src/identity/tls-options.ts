@@ -43,6 +43,7 @@ import {
   type TlsOptions,
 } from 'node:tls';
 import type { TrustBundle } from './trust-bundle.ts';
+import { avoidNodePeerChainLeak } from './peer-certificates.ts';
 import {
   MAX_CHAIN_LENGTH,
   checkForTlsError,
@@ -383,6 +384,7 @@ export function setMtlsMaterial(server: Server, material: MtlsMaterial): void {
 
 /** A TLS server for mesh mTLS: mtlsServerOptions plus guardMtlsServer, kept in step by `update`. */
 export function createMtlsServer(material: MtlsMaterial, opts: MtlsServerOptions & Omit<GuardOptions, 'bundle'> = {}): MtlsServer {
+  avoidNodePeerChainLeak();
   let bundle = material.bundle;
   const options = mtlsServerOptions(material, opts);
   let server: Server;

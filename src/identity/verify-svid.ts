@@ -66,6 +66,7 @@
 
 import type { TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
+import { peerLeaf } from './peer-certificates.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 
@@ -543,44 +544,23 @@ export function checkForTlsError(code: string): SvidCheck | null {
   return Object.hasOwn(TLS_VERIFY_ERRORS, code) ? TLS_VERIFY_ERRORS[code]! : null;
 }
 
-/** The peer's certificates, leaf first, as node exposes them; at most MAX_CHAIN_LENGTH + 1. */
-function peerChain(socket: TLSSocket): X509Certificate[] {
-  const leaf = socket.getPeerX509Certificate();
-  if (leaf === undefined) return [];
-  const chain = [leaf];
-  const seen = new Set([leaf.fingerprint256]);
-  let cur: X509Certificate | undefined = leaf.issuerCertificate;
-  while (cur !== undefined && chain.length <= MAX_CHAIN_LENGTH && !seen.has(cur.fingerprint256)) {
-    seen.add(cur.fingerprint256);
-    chain.push(cur);
-    cur = cur.issuerCertificate;
-  }
-  return chain;
-}
-
 /**
  * Verifies the peer of an established TLS connection (either end). The
  * socket's context must have been built with `ca: bundle.pem` (tls-options.ts
  * does), so OpenSSL has already run RFC 5280 path validation against the
  * same roots; its refusal (`authorizationError`) is reported as the matching
- * check. The SPIFFE checks then run on the leaf, and the chain is walked as
- * in verifySvid as far as node exposes it. Node 24's server side may expose
- * only the leaf after a successful handshake (nodejs/node#65579), so a walk
- * that runs out of certificates is accepted on OpenSSL's word — unless the
- * last certificate seen is a root the bundle does not hold.
+ * check. The SPIFFE checks then run on the leaf. The rest of the chain is
+ * OpenSSL's to judge: reading it from node would leak it (peer-certificates.ts).
  */
 export function verifyTlsPeer(socket: TLSSocket, bundle: TrustBundle, opts: VerifySvidOptions = {}): SvidVerdict {
   try {
-    const chain = peerChain(socket);
-    if (chain.length === 0) return refuse('no-certificate', 'the peer presented no certificate');
-    if (chain.length > MAX_CHAIN_LENGTH) {
-      return refuse('malformed', `the chain has more than ${MAX_CHAIN_LENGTH} certificates`);
-    }
+    const leaf = peerLeaf(socket);
+    if (leaf === undefined) return refuse('no-certificate', 'the peer presented no certificate');
     const verified = socket.authorized === true;
     // node types it as Error, but sets the OpenSSL code as a string.
     const reported: unknown = socket.authorizationError;
     const error = verified ? null : typeof reported === 'string' && reported.length > 0 ? reported : 'UNVERIFIED';
-    return verify(chain, bundle, opts ?? {}, { verified, error });
+    return verify([leaf], bundle, opts ?? {}, { verified, error });
   } catch {
     return refuse('malformed', 'the peer certificate could not be examined');
   }

@@ -10,6 +10,7 @@
 
 import { ServerCredentials } from '@grpc/grpc-js';
 import type { SecureContextOptions } from 'node:tls';
+import { avoidNodePeerChainLeak } from '../../identity/peer-certificates.ts';
 
 export interface ServingMaterial {
   /** PKCS#8 PEM of the serving key; in memory only. */
@@ -26,6 +27,7 @@ function contextOptions(m: ServingMaterial): SecureContextOptions {
 
 export class RotatingServerCredentials extends ServerCredentials {
   constructor(material: ServingMaterial) {
+    avoidNodePeerChainLeak();
     super({ requestCert: true, rejectUnauthorized: false }, contextOptions(material));
   }
 

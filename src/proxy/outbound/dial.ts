@@ -18,6 +18,7 @@ import * as tls from 'node:tls';
 import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
 import type { ClientTlsDecision } from '../../policy/destination/index.ts';
 import { mtlsClientOptions, mtlsSecureContextOptions, refusalOf, type MtlsMaterial } from '../../identity/tls-options.ts';
+import { presentedSpiffeId } from '../../identity/peer-certificates.ts';
 import type { HandshakeObserver, UpstreamFailure } from './metrics.ts';
 
 export type Security = 'mutual_tls' | 'tls' | 'none';
@@ -99,12 +100,10 @@ export class TlsOptionsCache {
   }
 }
 
-/** The SPIFFE ID in the certificate a TLS peer presented; null without one. */
+/** The SPIFFE ID in the certificate a TLS peer presented; null without one, or on a plaintext socket. */
 export function presentedId(socket: net.Socket | null | undefined): string | null {
   const tlsSocket = socket as tls.TLSSocket | null | undefined;
-  if (typeof tlsSocket?.getPeerX509Certificate !== 'function') return null;
-  const uri = (tlsSocket.getPeerX509Certificate()?.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:spiffe://'));
-  return uri === undefined ? null : uri.slice(4);
+  return typeof tlsSocket?.getPeerCertificate === 'function' ? presentedSpiffeId(tlsSocket) : null;
 }
 
 /**
