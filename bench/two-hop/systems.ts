@@ -6,8 +6,8 @@
 // only ever dials 127.0.0.1.)
 //
 //   meshward  two `meshward proxy --config` processes; client → server is
-//             mTLS carrying HTTP/2 (one connection, every request a stream:
-//             the default for `protocol: http` upstreams), server → app
+//             mTLS carrying HTTP/1.1 keep-alive (what the app spoke: the
+//             default for `protocol: http` upstreams), server → app
 //             HTTP/1.1 keep-alive. One AuthorizationPolicy (ALLOW the client
 //             principal), STRICT PeerAuthentication, Istio metrics on.
 //             `meshward-nodelay` is the same with nodelay.ts preloaded.
