@@ -95,11 +95,11 @@ export function avoidNodePeerChainLeak(): void {
   ) {
     return;
   }
-  // Node's server calls this only after OpenSSL reported the chain verified,
-  // to refuse a TLS 1.3 resumption that carries no certificate. A server
-  // requiring certificates (SSL_VERIFY_FAIL_IF_NO_PEER_CERT) cannot complete a
-  // full handshake without one, so only a resumed session needs the lookup.
-  // The value is only tested for truth by node.
+  // Node's server calls this only once `verifyError()` has found nothing
+  // wrong, to refuse a TLS 1.3 resumption that carries no certificate:
+  // `verifyError()` reports a missing certificate itself on a full handshake
+  // (identity-peer-certificates.test.ts: not authorized), so only a resumed
+  // session needs the lookup. Node only tests the value for truth.
   proto.getPeerX509Certificate = function peerPresentedCertificate(this: TlsHandle): unknown {
     if (!this.isSessionReused()) return true;
     const cert = this.getPeerCertificate(false);
