@@ -112,6 +112,29 @@ describe('peer certificates without the chain leak', () => {
     assert.equal(secure, false);
   });
 
+  it('authorizes a client that resumes a session, whose certificate the session carries', async () => {
+    const server = tls.createServer({ key: serverLeaf.keyPem, cert: serverLeaf.chainPem, ca: root.pem, requestCert: true, rejectUnauthorized: false });
+    servers.push(server);
+    const seen: { reused: boolean; authorized: boolean; san: string | undefined }[] = [];
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      seen.push({ reused: socket.isSessionReused(), authorized: socket.authorized, san: peerLeaf(socket)?.subjectAltName });
+      socket.end('hello\n');
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const first = connect(port, clientLeaf).resume();
+    const [session] = (await once(first, 'session')) as [Buffer];
+    first.destroy();
+    const second = tls.connect({ host: '127.0.0.1', port, ca: root.pem, key: clientLeaf.keyPem, cert: clientLeaf.chainPem, session, checkServerIdentity: () => undefined });
+    second.on('error', () => undefined);
+    second.resume();
+    await once(second, 'secureConnect');
+    assert.equal(second.isSessionReused(), true);
+    await new Promise((r) => second.once('close', r));
+    assert.deepEqual(seen[1], { reused: true, authorized: true, san: `URI:${CLIENT_ID}` });
+  });
+
   it("reads the server's SPIFFE ID on the client, once per socket", async () => {
     const { port } = await serverFor(false);
     const client = connect(port, clientLeaf);
