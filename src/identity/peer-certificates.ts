@@ -38,8 +38,10 @@ interface TlsHandle {
 const MAX_PARSED = 256;
 const parsed = new Map<string, X509Certificate>();
 
-function parse(cert: PeerCertificate): X509Certificate {
+/** `cert` (as `getPeerCertificate` or `checkServerIdentity` gives it) parsed, or the same certificate parsed before. */
+export function parsedCertificate(cert: PeerCertificate): X509Certificate {
   const key = cert.fingerprint256;
+  if (typeof key !== 'string' || key.length === 0) return new X509Certificate(cert.raw);
   const hit = parsed.get(key);
   if (hit !== undefined) return hit;
   const x509 = new X509Certificate(cert.raw);
@@ -53,7 +55,7 @@ export function peerLeaf(socket: TLSSocket): X509Certificate | undefined {
   const cert = socket.getPeerCertificate();
   // node returns {} when there is no peer certificate.
   if (cert === null || !Buffer.isBuffer(cert.raw)) return undefined;
-  return parse(cert);
+  return parsedCertificate(cert);
 }
 
 const presented = new WeakMap<TLSSocket, string | null>();

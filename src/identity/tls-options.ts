@@ -43,7 +43,7 @@ import {
   type TlsOptions,
 } from 'node:tls';
 import type { TrustBundle } from './trust-bundle.ts';
-import { avoidNodePeerChainLeak } from './peer-certificates.ts';
+import { avoidNodePeerChainLeak, parsedCertificate } from './peer-certificates.ts';
 import {
   MAX_CHAIN_LENGTH,
   checkForTlsError,
@@ -206,7 +206,7 @@ function legacyChain(cert: PeerCertificate): X509Certificate[] {
   let cur: PeerCertificate | undefined = cert;
   while (cur !== undefined && cur !== null && Buffer.isBuffer(cur.raw) && !seen.has(cur) && chain.length <= MAX_CHAIN_LENGTH) {
     seen.add(cur);
-    chain.push(new X509Certificate(cur.raw));
+    chain.push(parsedCertificate(cur));
     cur = (cur as { issuerCertificate?: PeerCertificate }).issuerCertificate;
   }
   return chain;
