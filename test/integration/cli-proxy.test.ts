@@ -4,12 +4,11 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { MESHWARD_BIN, runMeshward } from '../support/cli.ts';
+import { runMeshward, startProxyProcess } from '../support/cli.ts';
 import { freePort } from '../support/http.ts';
 import { createLeaf, createRootCa } from '../support/pki.ts';
 
@@ -48,24 +47,16 @@ describe('meshward proxy', () => {
     const admin = await freePort();
     writeFileSync(join(dir, 'proxy.yaml'), JSON.stringify(baseConfig(admin, await freePort())));
 
-    const child = spawn(process.execPath, [MESHWARD_BIN, 'proxy', '--config', join(dir, 'proxy.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const started = new Promise<void>((ok, fail) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        if (stderr.includes('"proxy-started"')) ok();
-      });
-      child.on('exit', () => fail(new Error(`proxy exited early: ${stderr}`)));
-    });
+    const proxy = startProxyProcess(join(dir, 'proxy.yaml'));
     try {
-      await started;
+      await proxy.started;
       const certs = (await (await fetch(`http://127.0.0.1:${admin}/certs`)).json()) as { spiffeId: string };
       assert.equal(certs.spiffeId, PAYMENT);
       assert.equal((await fetch(`http://127.0.0.1:${admin}/ready`)).status, 200);
     } finally {
-      child.kill('SIGTERM');
+      proxy.child.kill('SIGTERM');
     }
-    const [code] = (await once(child, 'exit')) as [number | null];
-    assert.equal(code, 0, stderr);
+    const [code] = (await once(proxy.child, 'exit')) as [number | null];
+    assert.equal(code, 0, proxy.stderr());
   });
 });

@@ -9,12 +9,11 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
-import { MESHWARD_BIN } from '../support/cli.ts';
+import { startProxyProcess } from '../support/cli.ts';
 import { freePort } from '../support/http.ts';
 import { createLeaf, createRootCa } from '../support/pki.ts';
 import { proxyConfig } from '../support/proxy.ts';
@@ -49,15 +48,7 @@ describe('a proxy that has served many connections', () => {
     });
     writeFileSync(join(dir, 'proxy.json'), JSON.stringify(config));
 
-    const child = spawn(process.execPath, [MESHWARD_BIN, 'proxy', '--config', join(dir, 'proxy.json')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    const started = new Promise<void>((ok, fail) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        if (stderr.includes('"proxy-started"')) ok();
-      });
-      child.on('exit', () => fail(new Error(`proxy exited early: ${stderr}`)));
-    });
+    const proxy = startProxyProcess(join(dir, 'proxy.json'));
     // `ca` lets OpenSSL build the client's chain, so the root travels with the leaf.
     const context = tls.createSecureContext({ key: client.keyPem, cert: client.chainPem, ca: root.pem });
     const connectAndLeave = (): Promise<boolean> =>
@@ -82,10 +73,10 @@ describe('a proxy that has served many connections', () => {
       const trim = await fetch(`http://127.0.0.1:${admin}/memory/trim`, { method: 'POST' });
       assert.equal(trim.status, 200);
       await new Promise((r) => setTimeout(r, 300));
-      return rssMiB(child.pid!);
+      return rssMiB(proxy.child.pid!);
     };
     try {
-      await started;
+      await proxy.started;
       assert.equal(await serve(WARM_UP), WARM_UP);
       const before = await settled();
       assert.equal(await serve(MEASURED), MEASURED);
@@ -94,7 +85,7 @@ describe('a proxy that has served many connections', () => {
       assert.match(metrics, new RegExp(`meshward_tls_handshakes_total\\{direction="inbound",result="success"\\} ${WARM_UP + MEASURED}\\b`));
       assert.ok(after - before < MAX_GROWTH_MIB, `RSS grew ${(after - before).toFixed(1)} MiB over ${MEASURED} connections (${before.toFixed(1)} → ${after.toFixed(1)} MiB)`);
     } finally {
-      child.kill('SIGTERM');
+      proxy.child.kill('SIGTERM');
     }
   });
 });

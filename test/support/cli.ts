@@ -1,7 +1,7 @@
 // Runs the real `meshward` command as a separate process, the way scripts
 // and CI checks run it, and collects its exit code and output.
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { resolve } from 'node:path';
 
 export const MESHWARD_BIN = resolve(import.meta.dirname, '../../bin/meshward.js');
@@ -26,4 +26,30 @@ export function runMeshward(args: readonly string[], options: { stdin?: string; 
     child.on('close', (code) => resolveRun({ code, stdout, stderr }));
     child.stdin.end(options.stdin ?? '');
   });
+}
+
+export interface ProxyProcess {
+  readonly child: ChildProcessWithoutNullStreams;
+  /** Resolves once the proxy logs `proxy-started`; rejects if it exits first. */
+  readonly started: Promise<void>;
+  /** Its stderr so far. */
+  stderr(): string;
+}
+
+/** `meshward proxy --config configFile` as a process. */
+export function startProxyProcess(configFile: string): ProxyProcess {
+  const child = spawn(process.execPath, [MESHWARD_BIN, 'proxy', '--config', configFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.end();
+  child.stdout.resume();
+  let stderr = '';
+  const started = new Promise<void>((ok, fail) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (stderr.includes('"proxy-started"')) ok();
+    });
+    child.on('exit', () => fail(new Error(`proxy exited early: ${stderr}`)));
+  });
+  // A test that stops the proxy itself does not await `started` afterwards.
+  started.catch(() => undefined);
+  return { child, started, stderr: () => stderr };
 }
