@@ -72,21 +72,26 @@ describe('peer certificates without the chain leak', () => {
     return socket;
   }
 
+  /** What a server asking for client certificates made of a client presenting `leaf` (null: none). */
+  async function acceptedBy(rejectUnauthorized: boolean, leaf: TestLeaf | null): Promise<Accepted> {
+    const { port, accepted } = await serverFor(rejectUnauthorized);
+    const client = connect(port, leaf);
+    try {
+      return await accepted;
+    } finally {
+      client.destroy();
+    }
+  }
+
   it('authorizes a client whose certificate chains to the CA, and reads its leaf', async () => {
-    const { port, accepted } = await serverFor(false);
-    const client = connect(port, clientLeaf);
-    const seen = await accepted;
-    client.destroy();
+    const seen = await acceptedBy(false, clientLeaf);
     assert.equal(seen.authorized, true);
     assert.equal(seen.x509San, `URI:${CLIENT_ID}`);
     assert.equal(seen.leafFingerprint, clientLeaf.cert.fingerprint256);
   });
 
   it('does not authorize a client without a certificate', async () => {
-    const { port, accepted } = await serverFor(false);
-    const client = connect(port, null);
-    const seen = await accepted;
-    client.destroy();
+    const seen = await acceptedBy(false, null);
     assert.equal(seen.authorized, false);
     assert.equal(typeof seen.authorizationError, 'string');
     assert.equal(seen.x509San, undefined);
@@ -94,10 +99,7 @@ describe('peer certificates without the chain leak', () => {
   });
 
   it('does not authorize a client whose certificate another CA issued', async () => {
-    const { port, accepted } = await serverFor(false);
-    const client = connect(port, foreignLeaf);
-    const seen = await accepted;
-    client.destroy();
+    const seen = await acceptedBy(false, foreignLeaf);
     assert.equal(seen.authorized, false);
     assert.match(String(seen.authorizationError), /UNABLE_TO_GET_ISSUER_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|CERT_SIGNATURE_FAILURE/);
   });
