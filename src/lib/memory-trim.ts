@@ -2,19 +2,32 @@
 //
 // V8 grows the young generation while a process starts (modules compile,
 // config loads: a burst of allocation that survives) and under load, and
-// does not shrink it while the process sits idle: a proxy keeps 16 MiB of
-// young generation, 11 MiB of it resident, after start-up with nothing in
-// it. A memory-reducing collection shrinks it to V8's initial 1 MiB.
+// does not give its pages back while the process sits idle: a proxy keeps
+// two semi-spaces of 8 MiB, 10 MiB of them resident, after start-up with
+// nothing in them. A memory-reducing collection releases them.
 //
-// Not at start-up, though, and not after a short lull: a trimmed young
-// generation stays small under moderate traffic (V8 grows it only as
-// objects survive, and few do in a proxy), and the proxy then collects more
-// often and promotes more. Measured on the two-hop benchmark, a trim at
-// start-up cost 0.47× against 0.49× nginx's throughput and 0.110 against
-// 0.092 vCPU at 1,000 requests/s. So the trim waits until the process has
-// been idle for a few minutes, when memory matters and speed does not.
-// Start-up counts as busy; busy and idle are read from the process's own
-// CPU time once a window: nothing on the request path.
+// What that collection does to the young generation's size depends on how
+// the process was started. Left to V8, it shrinks the young generation to
+// its initial 1 MiB, and a young generation trimmed while traffic goes on
+// stays small under moderate load (V8 grows it only as objects survive,
+// and few do in a proxy): the proxy then collects more often and promotes
+// more. Measured on the two-hop benchmark, such a trim at start-up cost
+// 0.47× against 0.49× nginx's throughput and 0.110 against 0.092 vCPU at
+// 1,000 requests/s. Started with the young generation's size held
+// (`--min-semi-space-size`, which bin/meshward.js sets for proxy
+// processes), the collection releases the pages and keeps the size, so
+// traffic after a trim costs nothing more than traffic before it.
+//
+// Hence two rules. Held: trim as soon as start-up is over, and again after
+// a few idle minutes. Not held: only after the idle minutes, when memory
+// matters and speed does not. Busy and idle are read from the process's
+// own CPU time once a window: nothing on the request path.
+//
+// A held young generation also fills again while the process idles: health
+// probes and certificate renewals allocate a little, and each page they
+// touch stays resident until the next trim (a plain collection does not
+// release pages). So idle minutes trim again once the young generation's
+// resident part has grown past a few MiB, traffic or not.
 
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -41,6 +54,15 @@ function memoryReducingGc(): GcFunction | null {
   return gc;
 }
 
+/**
+ * True when the process was started with the young generation's size held
+ * (`--min-semi-space-size` on Node's command line), so that a trim releases
+ * its pages without shrinking it.
+ */
+export function youngGenerationHeld(execArgv: readonly string[] = process.execArgv): boolean {
+  return execArgv.some((a) => a.startsWith('--min-semi-space-size=') && a !== '--min-semi-space-size=0');
+}
+
 /** Runs one memory-reducing collection now; false if V8 offers none. */
 export function trimMemory(): boolean {
   const fn = memoryReducingGc();
@@ -50,6 +72,12 @@ export function trimMemory(): boolean {
 }
 
 const MiB = 1024 * 1024;
+
+function youngGeneration(): { space_size: number; physical_space_size: number } | undefined {
+  return getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+}
+
+const youngGenerationResident = (): number => youngGeneration()?.physical_space_size ?? 0;
 const inMiB = (bytes: number): number => Math.round((bytes / MiB) * 10) / 10;
 
 export interface MemoryReport {
@@ -65,7 +93,7 @@ export interface MemoryReport {
 /** The process's memory as an operator reads it (the admin API's `/memory`). */
 export function memoryReport(): MemoryReport {
   const m = process.memoryUsage();
-  const young = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+  const young = youngGeneration();
   return {
     rssMiB: inMiB(m.rss),
     heapUsedMiB: inMiB(m.heapUsed),
@@ -85,20 +113,29 @@ export interface IdleTrimOptions {
   readonly busyShare?: number;
   /** A window with at most this share of one core counts as idle; default 0.5 %. */
   readonly idleShare?: number;
+  /** Trim at once, start-up being over; default when the young generation's size is held (`youngGenerationHeld`). */
+  readonly atStart?: boolean;
+  /** Idle windows trim, even with no busy one since the last trim, once this much of the young generation is resident; default 4 MiB. */
+  readonly youngResidentMiB?: number;
 }
 
 /**
- * Trims after `idleWindows` idle windows in a row that follow start-up or a
- * busy window, once each time. Returns a function that stops the watching;
- * the timer never keeps the process alive.
+ * Call when start-up is over. Trims at once when `atStart`, then after
+ * `idleWindows` idle windows in a row that follow start-up (when not
+ * trimmed) or a busy window, once each time, or that find the young
+ * generation's resident part above `youngResidentMiB`. Returns a function
+ * that stops the watching; the timer never keeps the process alive.
  */
 export function trimMemoryWhenIdle(options: IdleTrimOptions = {}): () => void {
   const intervalMs = options.intervalMs ?? 60_000;
   const idleWindows = options.idleWindows ?? 3;
   const busyMicros = intervalMs * 1000 * (options.busyShare ?? 0.05);
   const idleMicros = intervalMs * 1000 * (options.idleShare ?? 0.005);
+  const youngResidentBytes = (options.youngResidentMiB ?? 4) * MiB;
+  const atStart = options.atStart ?? youngGenerationHeld();
+  if (atStart) trimMemory();
   let last = process.cpuUsage();
-  let busySinceTrim = true;
+  let busySinceTrim = !atStart;
   let idleInARow = 0;
   const timer = setInterval(() => {
     const now = process.cpuUsage();
@@ -110,7 +147,7 @@ export function trimMemoryWhenIdle(options: IdleTrimOptions = {}): () => void {
       return;
     }
     idleInARow = used <= idleMicros ? idleInARow + 1 : 0;
-    if (busySinceTrim && idleInARow >= idleWindows) {
+    if (idleInARow >= idleWindows && (busySinceTrim || youngGenerationResident() > youngResidentBytes)) {
       busySinceTrim = false;
       idleInARow = 0;
       trimMemory();

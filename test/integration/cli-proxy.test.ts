@@ -37,7 +37,7 @@ describe('meshward proxy', () => {
     assert.match(run.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}.*adminPort`));
   });
 
-  it('serves its admin API and stops with exit 0 on SIGTERM', async () => {
+  it('serves its admin API, gives back what start-up left in the young generation, and stops with exit 0 on SIGTERM', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mw-cli-proxy-'));
     const root = await createRootCa({ trustDomain: 'cluster.local' });
     const leaf = await createLeaf(root, { uris: [PAYMENT] });
@@ -53,6 +53,12 @@ describe('meshward proxy', () => {
       const certs = (await (await fetch(`http://127.0.0.1:${admin}/certs`)).json()) as { spiffeId: string };
       assert.equal(certs.spiffeId, PAYMENT);
       assert.equal((await fetch(`http://127.0.0.1:${admin}/ready`)).status, 200);
+      // The launcher holds the young generation's size (8 MiB a semi-space),
+      // so the trim at the end of start-up released its pages (about 10 MiB)
+      // and kept its size.
+      const memory = (await (await fetch(`http://127.0.0.1:${admin}/memory`)).json()) as { youngGenerationMiB: number; youngGenerationResidentMiB: number };
+      assert.ok(memory.youngGenerationMiB >= 8, JSON.stringify(memory));
+      assert.ok(memory.youngGenerationResidentMiB <= 3, JSON.stringify(memory));
     } finally {
       proxy.child.kill('SIGTERM');
     }
