@@ -317,6 +317,19 @@ for (const s of systems) {
   hwm.set(s.client.label, rssMiB(processTree(s.client.proc.pid!), 'VmHWM'));
   hwm.set(s.server.label, rssMiB(processTree(s.server.proc.pid!), 'VmHWM'));
 }
+// And once a meshward proxy has given its idle memory back, as it does by
+// itself after three idle minutes (asked for now: POST /memory/trim).
+const rssTrimmed = new Map<string, number>();
+for (const s of systems) {
+  if (!isMeshward(s.name)) continue;
+  const P = PORTS[s.name];
+  for (const [side, admin] of [[s.client, P.clientAdmin], [s.server, P.serverAdmin]] as const) {
+    const trim = await fetch(`http://127.0.0.1:${admin}/memory/trim`, { method: 'POST' });
+    if (trim.status !== 200) throw new Error(`POST /memory/trim on ${side.label}: HTTP ${trim.status}`);
+    await new Promise((r) => setTimeout(r, 300));
+    rssTrimmed.set(side.label, rssMiB([side.proc.pid!]));
+  }
+}
 
 // CPU profiles are written when the proxies exit.
 if (opts['cpu-prof'] !== undefined) {
@@ -398,18 +411,19 @@ for (const c of configs) {
   lines.push(`| ${c} | ${range(sat.get(c)!, 0)} | ${range(p.map((x) => x.p50), 3, ' ms')} | ${range(p.map((x) => x.p99), 3, ' ms')} |`);
 }
 lines.push('');
-lines.push('| sidecar process | RSS idle | of which its own (RssAnon) | RSS after the rounds | peak RSS (VmHWM) |');
-lines.push('|---|---:|---:|---:|---:|');
+lines.push('| sidecar process | RSS idle | of which its own (RssAnon) | RSS after the rounds | then idle (trimmed) | peak RSS (VmHWM) |');
+lines.push('|---|---:|---:|---:|---:|---:|');
 for (const s of systems) {
   for (const side of [s.client, s.server]) {
-    lines.push(`| ${side.label} | ${fmt(rssIdle.get(side.label)!, 1)} MiB | ${fmt(anonIdle.get(side.label)!, 1)} MiB | ${fmt(rss.get(side.label)!, 1)} MiB | ${fmt(hwm.get(side.label)!, 1)} MiB |`);
+    const trimmed = rssTrimmed.get(side.label);
+    lines.push(`| ${side.label} | ${fmt(rssIdle.get(side.label)!, 1)} MiB | ${fmt(anonIdle.get(side.label)!, 1)} MiB | ${fmt(rss.get(side.label)!, 1)} MiB | ${trimmed === undefined ? '–' : `${fmt(trimmed, 1)} MiB`} | ${fmt(hwm.get(side.label)!, 1)} MiB |`);
   }
 }
 for (const s of systems) {
   if (s.idleProbe === undefined) continue;
   lines.push('');
   const p = s.idleProbe;
-  lines.push(`${s.name}: a server proxy started alone for the purpose, ${fmt(p.idle, 1)} MiB idle (${fmt(p.anonIdle, 1)} MiB its own), ${fmt(p.trimmed, 1)} MiB (${fmt(p.anonTrimmed, 1)} MiB) after \`POST /memory/trim\` (what the proxy does by itself after a few idle minutes).`);
+  lines.push(`${s.name}: a server proxy started alone for the purpose, ${fmt(p.idle, 1)} MiB idle (${fmt(p.anonIdle, 1)} MiB its own), ${fmt(p.trimmed, 1)} MiB (${fmt(p.anonTrimmed, 1)} MiB) after \`POST /memory/trim\` (which the proxy also runs by itself once ready, and after idle minutes).`);
 }
 if (TCP) {
   lines.push('');

@@ -23,7 +23,12 @@ const PROXY_COMMANDS = new Set(['proxy', 'node-proxy', 'gateway']);
 const YOUNG_GENERATION_FLAG = '--min-semi-space-size=8';
 const sizedByCaller = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => /^--(min|max)-semi-space-size\b/.test(a));
 if (PROXY_COMMANDS.has(process.argv[2] ?? '') && !sizedByCaller && typeof process.execve === 'function') {
-  process.execve(process.execPath, [process.execPath, YOUNG_GENERATION_FLAG, ...process.execArgv, ...process.argv.slice(1)]);
+  try {
+    process.execve(process.execPath, [process.execPath, YOUNG_GENERATION_FLAG, ...process.execArgv, ...process.argv.slice(1)]);
+  } catch {
+    // Not relaunched (a platform without execve, or a binary not found):
+    // the proxy runs as it is and trims only when idle.
+  }
 }
 
 enableCompileCache();
