@@ -14,9 +14,9 @@ import process from 'node:process';
 // Held, a memory-reducing collection gives its pages back without
 // shrinking it, so a proxy can drop the 10 MiB start-up leaves there as
 // soon as it is ready and still collect as seldom under load as an
-// untrimmed one (src/lib/memory-trim.ts). Not more than that size: held at
-// 16 MiB, V8 grew it to 32 under the same traffic, for 12 MiB more RSS and
-// no CPU saved. V8 reads the size only when the process
+// untrimmed one (src/lib/memory-trim.ts). Not more than that size: with
+// 16 MiB semi-spaces the same traffic keeps 13 MiB more resident, for about
+// 5 % less CPU (docs/benchmarks.md, "Memory at start-up"). V8 reads the size only when the process
 // starts, and NODE_OPTIONS may not carry it, hence the relaunch: execve
 // keeps the pid, stdio and environment, and costs one Node start-up.
 const PROXY_COMMANDS = new Set(['proxy', 'node-proxy', 'gateway']);
