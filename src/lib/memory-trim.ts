@@ -78,6 +78,7 @@ function youngGeneration(): { space_size: number; physical_space_size: number } 
 }
 
 const youngGenerationResident = (): number => youngGeneration()?.physical_space_size ?? 0;
+
 const inMiB = (bytes: number): number => Math.round((bytes / MiB) * 10) / 10;
 
 export interface MemoryReport {
