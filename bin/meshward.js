@@ -9,29 +9,27 @@
 import { enableCompileCache } from 'node:module';
 import process from 'node:process';
 
-// Proxy processes run with V8's young generation held at no less than the
-// size start-up and traffic grow it to anyway (semi-spaces of 8 MiB).
-// Held, a memory-reducing collection gives its pages back without
-// shrinking it, so a proxy can drop the 10 MiB start-up leaves there as
-// soon as it is ready and still collect as seldom under load as an
-// untrimmed one (src/lib/memory-trim.ts). Not more than that size: with
-// 16 MiB semi-spaces the same traffic keeps 13 MiB more resident, for
-// about 5 % less CPU (docs/benchmarks.md, "Memory at start-up").
-// V8 reads the size only when the process starts, and NODE_OPTIONS may not
-// carry it, hence the relaunch: execve keeps the pid, stdio and
-// environment, and costs one Node start-up (about 40 ms).
-const PROXY_COMMANDS = new Set(['proxy', 'node-proxy', 'gateway']);
-const YOUNG_GENERATION_FLAG = '--min-semi-space-size=8';
-const sizedByCaller = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => /^--(min|max)-semi-space-size\b/.test(a));
-if (PROXY_COMMANDS.has(process.argv[2] ?? '') && !sizedByCaller && typeof process.execve === 'function') {
-  try {
-    process.execve(process.execPath, [process.execPath, YOUNG_GENERATION_FLAG, ...process.execArgv, ...process.argv.slice(1)]);
-  } catch {
-    // Not relaunched (a platform without execve, or a binary not found):
-    // the proxy runs as it is and trims only when idle.
+enableCompileCache();
+
+// Proxy processes run with V8's young generation held at a fixed size, so
+// a proxy can give back the 10 MiB start-up leaves there as soon as it is
+// ready and still collect as seldom under load as before
+// (src/lib/young-generation.ts, src/lib/memory-trim.ts). V8 reads the size
+// only when the process starts, and NODE_OPTIONS may not carry it, hence
+// the relaunch: execve keeps the pid, stdio and environment, and costs one
+// Node start-up (about 40 ms; `meshward up` gives the flag itself).
+if (typeof process.execve === 'function') {
+  const { nodeFlagsFor } = await import('../src/lib/young-generation.ts');
+  const flags = nodeFlagsFor(process.argv[2], process.execArgv, process.env.NODE_OPTIONS);
+  if (flags.length > 0) {
+    try {
+      process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)]);
+    } catch {
+      // Not relaunched (a platform without execve, or a binary not found):
+      // the proxy runs as it is and trims only when idle.
+    }
   }
 }
 
-enableCompileCache();
 const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));

@@ -14,9 +14,10 @@
 // more. Measured on the two-hop benchmark, such a trim at start-up cost
 // 0.47× against 0.49× nginx's throughput and 0.110 against 0.092 vCPU at
 // 1,000 requests/s. Started with the young generation's size held
-// (`--min-semi-space-size`, which bin/meshward.js sets for proxy
-// processes), the collection releases the pages and keeps the size, so
-// traffic after a trim costs nothing more than traffic before it.
+// (`--min-semi-space-size`, which proxy processes are started with:
+// src/lib/young-generation.ts), the collection releases the pages and
+// keeps the size, so traffic after a trim costs nothing more than traffic
+// before it.
 //
 // Hence two rules. Held: trim as soon as start-up is over, and again after
 // a few idle minutes. Not held: only after the idle minutes, when memory
@@ -31,6 +32,7 @@
 
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { youngGenerationHeld } from './young-generation.ts';
 
 type GcFunction = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
 
@@ -52,15 +54,6 @@ function memoryReducingGc(): GcFunction | null {
     }
   }
   return gc;
-}
-
-/**
- * True when the process was started with the young generation's size held
- * (`--min-semi-space-size` on Node's command line), so that a trim releases
- * its pages without shrinking it.
- */
-export function youngGenerationHeld(execArgv: readonly string[] = process.execArgv): boolean {
-  return execArgv.some((a) => a.startsWith('--min-semi-space-size=') && a !== '--min-semi-space-size=0');
 }
 
 /** Runs one memory-reducing collection now; false if V8 offers none. */

@@ -325,7 +325,13 @@ describe('meshward up --sidecars: one proxy process per workload', { timeout: 12
       await until('the mesh to be up', async () => (output.includes('The mesh is up') ? true : undefined), 90_000);
       gatewayCa = readFileSync(join(stateDir, 'gateway/ca.crt'));
       // Four workload proxies and the gateway, each its own process.
-      assert.equal(pidsMatching(`node-proxy -f ${meshFile}`).length + pidsMatching(`gateway -f ${meshFile}`).length, 5);
+      const proxyPids = [...pidsMatching(`node-proxy -f ${meshFile}`), ...pidsMatching(`gateway -f ${meshFile}`)];
+      assert.equal(proxyPids.length, 5);
+      // Started with the young generation held, once: up gives the flag, so the launcher does not relaunch with it again.
+      for (const pid of proxyPids) {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        assert.equal(argv.filter((a) => a === '--min-semi-space-size=8').length, 1, argv.join(' '));
+      }
       assert.equal((await placeOrder(await token('admin'))).status, 201);
       assert.equal((await call(`${REPORTING_TO_PAYMENT}/api/v1/payments/summary`)).status, 403);
       up.kill('SIGINT');

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { getHeapSpaceStatistics } from 'node:v8';
-import { memoryReport, trimMemory, trimMemoryWhenIdle, youngGenerationHeld } from '../../../src/lib/memory-trim.ts';
+import { memoryReport, trimMemory, trimMemoryWhenIdle } from '../../../src/lib/memory-trim.ts';
 
 const MiB = 1024 * 1024;
 
@@ -93,14 +93,6 @@ describe('memory trim', () => {
     // Refilled with no busy window since, then trimmed again by the idle windows.
     assert.ok(r.refilled.resident > 3 * MiB, child.stdout);
     assert.ok(r.later.resident < 2 * MiB && r.later.size === 8 * MiB, child.stdout);
-  });
-
-  it('knows a held young generation from the command line', () => {
-    assert.equal(youngGenerationHeld(['--min-semi-space-size=16']), true);
-    assert.equal(youngGenerationHeld(['--min-semi-space-size=0', '--max-semi-space-size=16']), false);
-    assert.equal(youngGenerationHeld([]), false);
-    // This test process is started without it: its idle trim waits.
-    assert.equal(youngGenerationHeld(), false);
   });
 
   it('reports the memory an operator reads', () => {

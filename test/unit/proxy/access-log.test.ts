@@ -1,8 +1,10 @@
 // The stderr access log (src/proxy/access-log.ts): one JSON line per entry,
-// written together at the end of the event-loop turn, none lost.
+// written together at most every 100 ms, none lost, the waiting ones
+// written when the process exits.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { stderrAccessLog, type AccessLogEntry } from '../../../src/proxy/access-log.ts';
 
 const entry = (port: number): AccessLogEntry => ({
@@ -23,7 +25,7 @@ const entry = (port: number): AccessLogEntry => ({
 });
 
 describe('stderrAccessLog', () => {
-  it('writes the entries of one turn as JSON lines in one write, in order', async () => {
+  it('writes the entries of 100 ms as JSON lines in one write, in order', async () => {
     const writes: string[] = [];
     const original = process.stderr.write;
     process.stderr.write = ((chunk: string) => {
@@ -34,10 +36,12 @@ describe('stderrAccessLog', () => {
       stderrAccessLog(entry(1));
       stderrAccessLog(entry(2));
       stderrAccessLog(entry(3));
-      assert.deepEqual(writes, [], 'nothing written before the turn ends');
       await new Promise((r) => setImmediate(r));
+      assert.deepEqual(writes, [], 'nothing written at the end of the turn');
+      await new Promise((r) => setTimeout(r, 120));
+      assert.equal(writes.length, 1, 'one write for the three');
       stderrAccessLog(entry(4));
-      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setTimeout(r, 120));
     } finally {
       process.stderr.write = original;
     }
@@ -46,5 +50,19 @@ describe('stderrAccessLog', () => {
     assert.equal(lines.pop(), '');
     assert.deepEqual(lines.map((l) => (JSON.parse(l) as AccessLogEntry).port), [1, 2, 3, 4]);
     assert.deepEqual(JSON.parse(lines[0]!), entry(1));
+  });
+
+  it('writes the waiting entries when the process exits, and does not keep it alive for them', () => {
+    const module = new URL('../../../src/proxy/access-log.ts', import.meta.url).href;
+    const script = `
+      const { stderrAccessLog } = await import(${JSON.stringify(module)});
+      stderrAccessLog({ port: 1 });
+      stderrAccessLog({ port: 2 });
+      globalThis.started = performance.now();
+      process.on('exit', () => process.stdout.write(String(performance.now() - globalThis.started)));`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.deepEqual(child.stderr.trim().split('\n').map((l) => (JSON.parse(l) as { port: number }).port), [1, 2]);
+    assert.ok(Number(child.stdout) < 50, `exited ${child.stdout} ms after logging, not at once`);
   });
 });
