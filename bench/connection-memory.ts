@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { onPath } from './host.ts';
 import { processTree, rssMiB } from './two-hop/measure.ts';
 import { createPki } from './two-hop/pki.ts';
-import { PORTS, SYSTEM_NAMES, isMeshward, startApp, startSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
+import { PORTS, assertPortsFree, SYSTEM_NAMES, isMeshward, startApp, startSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -95,6 +95,7 @@ async function read(s: RunningSystem, served: number): Promise<Reading> {
   return { served, rss, trimmed: rssMiB(pids) };
 }
 
+await assertPortsFree();
 const app = startApp(process.execPath, SUT_CORE, '/dev/null');
 await waitForPort(PORTS.app);
 const results = new Map<SystemName, Reading[]>();

@@ -13,7 +13,12 @@
 // configuration) on core 1, via taskset. Every round runs each phase for
 // every configuration back to back, in an order rotated per round, with a
 // pause between runs, and the report quotes medians over rounds of
-// per-round values and of ratios paired within a round.
+// per-round values and of ratios paired within a round. Before the first
+// round every path runs at saturation for --warm-seconds (default 5): a
+// proxy that has just started spends its first seconds of traffic
+// compiling its hot code on V8's helper threads, which share the core and
+// would otherwise land in the first round's paced tail, a state a sidecar
+// in service has long left.
 //
 // Phases per round, in this order:
 //   paced       ~1,000 requests/s (bench/two-hop/pace.lua), latency p50/p99
@@ -30,7 +35,8 @@
 // Run (as root it installs nginx, haproxy, wrk with apt-get when missing;
 // otherwise a missing baseline is skipped and the table says so):
 //   npx node bench/two-hop.ts [--rounds 3] [--sat-seconds 5] [--paced-seconds 10]
-//     [--rate 1000] [--hs-seconds 4] [--workloads 1,5,10] [--no-tcp]
+//     [--rate 1000] [--paced-connections 20] [--warm-seconds 5]
+//     [--hs-seconds 4] [--workloads 1,5,10] [--no-tcp]
 //     [--access-log null|file] [--cpu-prof DIR] [--meshward-import FILE] [--gap-ms 1000]
 //     [--meshward-node-flags=--max-semi-space-size=4]  (with '=': the value starts with --)
 //     [--only meshward,meshward-nodelay,nginx,haproxy]
@@ -43,7 +49,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, handshakeLoop, processTree, rssMiB, wrk, type WrkResult } from './two-hop/measure.ts';
 import { createPki } from './two-hop/pki.ts';
-import { PORTS, REPO, SYSTEM_NAMES, isMeshward, startApp, startSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
+import { PORTS, assertPortsFree, REPO, SYSTEM_NAMES, isMeshward, startApp, startSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
 import { runWorkloads } from './two-hop/workloads.ts';
 import { onPath } from './host.ts';
 
@@ -76,6 +82,7 @@ const { values: opts } = parseArgs({
     rate: { type: 'string', default: '1000' },
     'sat-connections': { type: 'string', default: '50' },
     'paced-connections': { type: 'string', default: '20' },
+    'warm-seconds': { type: 'string', default: '5' },
     'hs-seconds': { type: 'string', default: '4' },
     'hs-concurrency': { type: 'string', default: '8' },
     workloads: { type: 'string', default: '1,5,10' },
@@ -96,6 +103,7 @@ const PACED_S = Number(opts['paced-seconds']);
 const RATE = Number(opts.rate);
 const SAT_C = Number(opts['sat-connections']);
 const PACED_C = Number(opts['paced-connections']);
+const WARM_S = Number(opts['warm-seconds']);
 const HS_S = Number(opts['hs-seconds']);
 const HS_C = Number(opts['hs-concurrency']);
 const WORKLOAD_COUNTS = opts.workloads.split(',').filter((s) => s !== '').map(Number);
@@ -192,6 +200,7 @@ process.on('SIGTERM', () => process.exit(143));
 
 log(`node ${process.version} (${nodeBin}); temp dir ${dir}; sidecar stderr → ${logFile}`);
 const pki = createPki(dir);
+await assertPortsFree();
 const app = startApp(nodeBin, SUT_CORE, '/dev/null');
 procs.push(app);
 await waitForPort(PORTS.app);
@@ -231,9 +240,10 @@ const url = (c: Config, tcp = false): string => {
   return `http://127.0.0.1:${port}/`;
 };
 
-// Every path must answer 200 before anything is measured.
+// Every path must answer 200 before anything is measured, and has run hot
+// long enough for its code to be compiled (see the top of this file).
 for (const c of configs) {
-  const r = await wrk({ core: LOAD_CORE, url: url(c), connections: 10, seconds: 2 });
+  const r = await wrk({ core: LOAD_CORE, url: url(c), connections: SAT_C, seconds: WARM_S });
   if (r.requests === 0 || r.errors > 0) throw new Error(`${c}: warm-up failed (${r.requests} requests, ${r.errors} errors)\n${r.raw}`);
   if (TCP && sys(c) !== undefined && sys(c)!.tcpPort !== 0) await wrk({ core: LOAD_CORE, url: url(c, true), connections: 10, seconds: 1 });
   log(`warm-up ${c}: ${fmt(r.rps, 0)} req/s`);

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, processTree, rssMiB, wrk } from './two-hop/measure.ts';
 import { createPki } from './two-hop/pki.ts';
-import { PORTS, startApp, startSystem, waitForPort } from './two-hop/systems.ts';
+import { PORTS, assertPortsFree, startApp, startSystem, waitForPort } from './two-hop/systems.ts';
 import { onPath } from './host.ts';
 
 const { values: opts } = parseArgs({
@@ -46,6 +46,7 @@ for (const tool of ['wrk', 'taskset']) {
 
 const dir = mkdtempSync(join(tmpdir(), 'meshward-young-'));
 const pki = createPki(dir);
+await assertPortsFree();
 const app = startApp(process.execPath, SUT_CORE, join(dir, 'app.log'));
 await waitForPort(PORTS.app);
 

@@ -22,7 +22,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { rssMiB } from './measure.ts';
 import { NAMESPACE, SERVER_DNS, TRUST_DOMAIN, spiffeId, type Leaf, type Pki } from './pki.ts';
@@ -77,6 +77,24 @@ function pinned(core: string, cmd: string, args: readonly string[], stderrTo: st
   const child = spawn('taskset', ['-c', core, cmd, ...args], { stdio: ['ignore', 'ignore', err], cwd: REPO });
   child.on('error', () => undefined);
   return child;
+}
+
+/**
+ * Throws if any benchmark port already has a listener. A process left over
+ * from an interrupted run would otherwise answer in place of the one being
+ * started (whose own listen fails), and be measured instead of it.
+ */
+export async function assertPortsFree(): Promise<void> {
+  const ports = Object.values(PORTS).flatMap((p) => (typeof p === 'number' ? [p] : Object.values(p)));
+  for (const port of ports) {
+    await new Promise<void>((done, fail) => {
+      const probe = createServer();
+      probe.once('error', (err: NodeJS.ErrnoException) =>
+        fail(new Error(`127.0.0.1:${port} is taken (${err.code}): a process from an earlier benchmark run? \`ss -ltnp 'sport = :${port}'\` names it`)),
+      );
+      probe.listen(port, '127.0.0.1', () => probe.close(() => done()));
+    });
+  }
 }
 
 /** Resolves once 127.0.0.1:port accepts a connection; rejects after `ms`. */
