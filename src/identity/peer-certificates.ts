@@ -50,6 +50,22 @@ export function parsedCertificate(cert: PeerCertificate): X509Certificate {
   return x509;
 }
 
+const sha256Hex = new WeakMap<X509Certificate, string>();
+
+/**
+ * The SHA-256 of a certificate's DER, lowercase hex (the `Hash=` of Envoy's
+ * `x-forwarded-client-cert`). Read from the certificate's fingerprint, once
+ * per parsed certificate: a peer's connections share one (`parsedCertificate`).
+ */
+export function certificateSha256Hex(cert: X509Certificate): string {
+  let hex = sha256Hex.get(cert);
+  if (hex === undefined) {
+    hex = cert.fingerprint256.replaceAll(':', '').toLowerCase();
+    sha256Hex.set(cert, hex);
+  }
+  return hex;
+}
+
 /** The leaf certificate the peer of an established TLS connection presented, or undefined without one. */
 export function peerLeaf(socket: TLSSocket): X509Certificate | undefined {
   const cert = socket.getPeerCertificate();

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
-import { avoidNodePeerChainLeak, peerLeaf, presentedSpiffeId } from '../../src/identity/peer-certificates.ts';
+import { createHash } from 'node:crypto';
+import { avoidNodePeerChainLeak, certificateSha256Hex, peerLeaf, presentedSpiffeId } from '../../src/identity/peer-certificates.ts';
 import { createLeaf, createRootCa, type TestCa, type TestLeaf } from '../support/pki.ts';
 
 const TD = 'cluster.local';
@@ -146,5 +147,12 @@ describe('peer certificates without the chain leak', () => {
     assert.equal(presentedSpiffeId(client), SERVER_ID);
     assert.equal(client.getPeerX509Certificate()?.subjectAltName, `URI:${SERVER_ID}`);
     client.destroy();
+  });
+
+  it("hashes a certificate's DER as x-forwarded-client-cert's Hash= says, once per certificate", () => {
+    const hex = certificateSha256Hex(clientLeaf.cert);
+    assert.equal(hex, createHash('sha256').update(clientLeaf.cert.raw).digest('hex'));
+    assert.equal(certificateSha256Hex(clientLeaf.cert), hex);
+    assert.notEqual(certificateSha256Hex(serverLeaf.cert), hex);
   });
 });

@@ -5,7 +5,6 @@
 // in force when the connection arrives (STRICT, PERMISSIVE, DISABLE), and the
 // decrypted or plain stream is then served as HTTP/1.1, HTTP/2 or TCP.
 
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { http } from '../../lib/node-http.ts';
 import { createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
@@ -16,6 +15,7 @@ import type { InboundPort } from '../../api/proxy-config.ts';
 import type { Duplex } from 'node:stream';
 import { createMtlsServer, verifiedPeer, type MtlsMaterial, type MtlsServer } from '../../identity/tls-options.ts';
 import { toPrincipal } from '../../identity/spiffe.ts';
+import { certificateSha256Hex } from '../../identity/peer-certificates.ts';
 import { destinationOf, inboundPort } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
 import { handleInboundRequest } from './http.ts';
@@ -199,7 +199,7 @@ export class InboundListener {
       mtls: true,
       ingress: false,
       principal: toPrincipal(peer.id),
-      peerCertHash: createHash('sha256').update(peer.leaf.raw).digest('hex'),
+      peerCertHash: certificateSha256Hex(peer.leaf),
       remoteIp: plainIp(socket.remoteAddress),
       localIp: plainIp(socket.localAddress),
       snapshot: this.#ctx.snapshot(),
