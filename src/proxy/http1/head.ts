@@ -61,8 +61,6 @@ export interface RequestHead {
 
 export interface ResponseHead {
   readonly status: number;
-  /** The status line and end-to-end headers, re-serialized, without the final empty line. */
-  readonly lines: string;
   /** Body framing, from RFC 9112 §6.3 (the request's method is applied by the caller). */
   readonly framing: 'length' | 'chunked' | 'close';
   readonly contentLength: number;
@@ -71,6 +69,14 @@ export interface ResponseHead {
   /** The idle timeout the server announced in Keep-Alive, or -1. */
   readonly keepAliveMs: number;
   readonly end: number;
+  /**
+   * The bytes `writeResponseHead` writes: the status line and the
+   * end-to-end headers as HTTP/1.1, without the final empty line.
+   */
+  readonly size: number;
+  /** The buffer the head was read from, and in it the spans it is re-serialized from (see writeResponseHead). */
+  readonly source: Buffer;
+  readonly spans: readonly number[];
 }
 
 /** Whether `name` (lower case) is a hop-by-hop header this proxy never forwards (RFC 9110 §7.6.1). */
@@ -132,16 +138,16 @@ function lineEnd(buf: Buffer, start: number, limit: number): number {
   return lf - 1;
 }
 
-/** The field line `fieldAt` read last (one parse at a time: no object per field). */
-const field = { name: '', value: '' };
+/** The field line `fieldSpan` read last, as offsets (one parse at a time: no object per field). */
+const span = { name: 0, colon: 0, valueStart: 0, valueEnd: 0 };
 
 /**
  * Reads the field line at `at` (before `limit`, the end of the head's last
- * line) into `field`: the name lower-cased, the value without surrounding
- * whitespace. Returns the next line's offset, or -1 on anything outside the
- * strict grammar.
+ * line) into `span`: where its name ends (the colon) and where its value
+ * starts and ends without surrounding whitespace. Returns the next line's
+ * offset, or -1 on anything outside the strict grammar.
  */
-function fieldAt(buf: Buffer, at: number, limit: number): number {
+function fieldSpan(buf: Buffer, at: number, limit: number): number {
   const eol = lineEnd(buf, at, limit);
   if (eol < 0) return -1;
   // obs-fold, and whitespace before the colon, are what smuggling is made of.
@@ -160,9 +166,78 @@ function fieldAt(buf: Buffer, at: number, limit: number): number {
   while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
   while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
   for (let i = vs; i < ve; i++) if (VALUE[buf[i]!] === 0) return -1;
-  field.name = buf.toString('latin1', at, colon).toLowerCase();
-  field.value = buf.toString('latin1', vs, ve);
+  span.name = at;
+  span.colon = colon;
+  span.valueStart = vs;
+  span.valueEnd = ve;
   return eol + 2;
+}
+
+/** The field line `fieldAt` read last, as strings. */
+const field = { name: '', value: '' };
+
+/** fieldSpan, the name (lower-cased) and value read into `field` as strings. */
+function fieldAt(buf: Buffer, at: number, limit: number): number {
+  const next = fieldSpan(buf, at, limit);
+  if (next < 0) return -1;
+  field.name = buf.toString('latin1', span.name, span.colon).toLowerCase();
+  field.value = buf.toString('latin1', span.valueStart, span.valueEnd);
+  return next;
+}
+
+/**
+ * Whether the field name at buf[start, end) is `lower` (lower case) in any
+ * case. After fieldSpan every name byte is a tchar, and OR-ing 0x20 turns a
+ * tchar into a letter, digit or '-' only if it was that letter (in either
+ * case), digit or '-'.
+ */
+function nameIs(buf: Buffer, start: number, end: number, lower: string): boolean {
+  if (end - start !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) if ((buf[start + i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+const OTHER = 0;
+const CONTENT_LENGTH = 1;
+const TRANSFER_ENCODING = 2;
+const KEEP_ALIVE = 3;
+const CONNECTION = 4;
+const HOP_BY_HOP = 5;
+
+/** What a response field is to this proxy, read from its bytes: no string is made for the common ones. */
+function responseFieldKind(buf: Buffer, start: number, end: number): number {
+  switch (end - start) {
+    case 2:
+      return nameIs(buf, start, end, 'te') ? HOP_BY_HOP : OTHER;
+    case 7:
+      return nameIs(buf, start, end, 'upgrade') ? HOP_BY_HOP : OTHER;
+    case 10:
+      return nameIs(buf, start, end, 'connection') ? CONNECTION : nameIs(buf, start, end, 'keep-alive') ? KEEP_ALIVE : OTHER;
+    case 14:
+      return nameIs(buf, start, end, 'content-length') ? CONTENT_LENGTH : nameIs(buf, start, end, 'http2-settings') ? HOP_BY_HOP : OTHER;
+    case 16:
+      return nameIs(buf, start, end, 'proxy-connection') ? HOP_BY_HOP : OTHER;
+    case 17:
+      return nameIs(buf, start, end, 'transfer-encoding') ? TRANSFER_ENCODING : OTHER;
+    case 18:
+      return nameIs(buf, start, end, 'proxy-authenticate') ? HOP_BY_HOP : OTHER;
+    case 19:
+      return nameIs(buf, start, end, 'proxy-authorization') ? HOP_BY_HOP : OTHER;
+    default:
+      return OTHER;
+  }
+}
+
+/** A decimal Content-Length of at most 15 digits at buf[start, end), or -1. */
+function decimalAt(buf: Buffer, start: number, end: number): number {
+  if (end === start || end - start > 15) return -1;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = buf[i]! - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 /**
@@ -237,11 +312,16 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
   return { method, target, names, values, host: host!, userAgent, contentLength: contentLength < 0 ? 0 : contentLength, close, end: headEnd + 4, count };
 }
 
+/** Field spans of the response being parsed (name start, colon, value start, value end; -1 for one dropped), reused. */
+const fields: number[] = [];
+
 /**
  * The response head at `start` of `buf`. Returns 'incomplete' until the
  * empty line arrives (and `maxBytes` is not passed), and 'unsupported' for a
  * response this proxy will not relay (the caller answers 502). Interim 1xx
- * responses are not handled here: the caller skips them.
+ * responses are not handled here: the caller skips them. The head is read
+ * from its bytes, and written again from them (writeResponseHead): only
+ * the values this proxy acts on become strings.
  */
 export function parseResponseHead(buf: Buffer, start: number, maxBytes: number): ResponseHead | HeadResult {
   const headEnd = buf.indexOf(CRLFCRLF, start);
@@ -250,9 +330,10 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
   const lineStop = lineEnd(buf, start, headEnd + 2);
   // "HTTP/1.x NNN" at least.
   if (lineStop < 0 || lineStop - start < 12) return 'unsupported';
-  const version = buf.toString('latin1', start, start + 9);
-  const http10 = version === 'HTTP/1.0 ';
-  if (!http10 && version !== 'HTTP/1.1 ') return 'unsupported';
+  if (!nameIsExactly(buf, start, HTTP_1)) return 'unsupported';
+  const minor = buf[start + 7];
+  const http10 = minor === 0x30;
+  if ((!http10 && minor !== 0x31) || buf[start + 8] !== SP) return 'unsupported';
   let status = 0;
   for (let k = start + 9; k < start + 12; k++) {
     const d = buf[k]! - 0x30;
@@ -263,70 +344,119 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
   for (let k = start + 12; k < lineStop; k++) if (VALUE[buf[k]!] === 0) return 'unsupported';
 
   let contentLength = -1;
+  let contentLengthAt = -1;
   let chunked = false;
   let otherCoding = false;
   let close = http10;
-  const named: string[] = [];
+  let named: string[] | null = null;
   let keepAliveMs = -1;
-  const names: string[] = [];
-  const values: string[] = [];
+  fields.length = 0;
   for (let at = lineStop + 2; at < headEnd + 2; ) {
-    at = fieldAt(buf, at, headEnd + 2);
+    at = fieldSpan(buf, at, headEnd + 2);
     if (at < 0) return 'unsupported';
-    const name = field.name;
-    const value = field.value;
-    switch (name) {
-      case 'content-length': {
-        const n = decimal(value);
+    const { name, colon, valueStart, valueEnd } = span;
+    switch (responseFieldKind(buf, name, colon)) {
+      case CONTENT_LENGTH: {
+        const n = decimalAt(buf, valueStart, valueEnd);
         // Repeated identical values are allowed (RFC 9110 §8.6); different ones are not.
         if (n < 0 || (contentLength >= 0 && n !== contentLength)) return 'unsupported';
         if (contentLength >= 0) continue;
         contentLength = n;
+        contentLengthAt = fields.length;
         break;
       }
-      case 'transfer-encoding': {
+      case TRANSFER_ENCODING: {
         // Passed on as sent: the body's framing crosses this proxy unchanged.
+        const value = buf.toString('latin1', valueStart, valueEnd);
         const last = value.slice(value.lastIndexOf(',') + 1).trim().toLowerCase();
         if (last === 'chunked' && !chunked) chunked = true;
         else otherCoding = true;
         break;
       }
-      case 'keep-alive': {
+      case KEEP_ALIVE: {
         // The server's idle timeout for this connection: the pool stops reusing it before then.
-        const at = value.toLowerCase().indexOf('timeout=');
-        if (at >= 0) {
-          const seconds = Number.parseInt(value.slice(at + 8), 10);
+        const value = buf.toString('latin1', valueStart, valueEnd);
+        const t = value.toLowerCase().indexOf('timeout=');
+        if (t >= 0) {
+          const seconds = Number.parseInt(value.slice(t + 8), 10);
           if (seconds >= 0) keepAliveMs = seconds * 1000;
         }
         continue;
       }
-      case 'connection': {
-        for (const token of value.split(',')) {
+      case CONNECTION: {
+        for (const token of buf.toString('latin1', valueStart, valueEnd).split(',')) {
           const t = token.trim().toLowerCase();
           if (t === 'close') close = true;
           else if (t === 'keep-alive') {
             if (http10) close = false;
-          } else if (t !== '') named.push(t);
+          } else if (t !== '') (named ??= []).push(t);
         }
         continue;
       }
-      default:
-        if (hopByHop(name)) continue;
+      case HOP_BY_HOP:
+        continue;
     }
-    names.push(name);
-    values.push(value);
+    fields.push(name, colon, valueStart, valueEnd);
   }
   // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a coding
   // other than one final chunked is read until the server closes.
   const framing = chunked && !otherCoding ? 'chunked' : chunked || otherCoding ? 'close' : contentLength >= 0 ? 'length' : 'close';
   // Re-serialized as HTTP/1.1 towards the caller, with the reason as sent,
   // without the headers the upstream's Connection named.
-  let lines = `HTTP/1.1 ${buf.toString('latin1', start + 9, lineStop)}`;
-  for (let k = 0; k < names.length; k++) {
-    const name = names[k]!;
-    if (name === 'content-length' && framing !== 'length') continue;
-    if (named.length > 0 && named.includes(name)) continue;
-    lines += `\r\n${name}: ${values[k]}`;
+  if (contentLengthAt >= 0 && framing !== 'length') fields[contentLengthAt] = -1;
+  if (named !== null) {
+    for (let k = 0; k < fields.length; k += 4) {
+      if (fields[k]! >= 0 && named.includes(buf.toString('latin1', fields[k], fields[k + 1]).toLowerCase())) fields[k] = -1;
+    }
   }
-  return { status, lines, framing, contentLength: framing === 'length' ? contentLength : -1, close, keepAliveMs, end: headEnd + 4 };
+  // "HTTP/1.1 " and the rest of the status line; per field, CRLF, name, ": " and value.
+  let size = 9 + lineStop - (start + 9);
+  const spans: number[] = [start + 9, lineStop];
+  for (let k = 0; k < fields.length; k += 4) {
+    if (fields[k]! < 0) continue;
+    spans.push(fields[k]!, fields[k + 1]!, fields[k + 2]!, fields[k + 3]!);
+    size += 4 + (fields[k + 1]! - fields[k]!) + (fields[k + 3]! - fields[k + 2]!);
+  }
+  return { status, framing, contentLength: framing === 'length' ? contentLength : -1, close, keepAliveMs, end: headEnd + 4, size, source: buf, spans };
+}
+
+const HTTP_1 = Buffer.from('HTTP/1.');
+const HTTP_11_SP = Buffer.from('HTTP/1.1 ');
+
+function nameIsExactly(buf: Buffer, at: number, bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) if (buf[at + i] !== bytes[i]) return false;
+  return true;
+}
+
+/**
+ * Writes `h` re-serialized into `out` at `at` (h.size bytes): "HTTP/1.1",
+ * the status code and reason as sent, and each end-to-end field as
+ * `name: value` with the name in lower case (as Envoy writes HTTP/1.1
+ * headers), the value without surrounding whitespace, lines ending in CRLF
+ * but the last. Returns the offset after it.
+ */
+export function writeResponseHead(h: ResponseHead, out: Buffer, at: number): number {
+  const src = h.source;
+  const spans = h.spans;
+  let o = at + HTTP_11_SP.copy(out, at);
+  o += src.copy(out, o, spans[0], spans[1]);
+  for (let k = 2; k < spans.length; k += 4) {
+    out[o++] = CR;
+    out[o++] = LF;
+    for (let i = spans[k]!, end = spans[k + 1]!; i < end; i++) {
+      const c = src[i]!;
+      out[o++] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+    }
+    out[o++] = COLON;
+    out[o++] = SP;
+    o += src.copy(out, o, spans[k + 2], spans[k + 3]);
+  }
+  return o;
+}
+
+/** The re-serialized head as text (for tests and messages; the proxy writes bytes). */
+export function responseHeadText(h: ResponseHead): string {
+  const out = Buffer.allocUnsafe(h.size);
+  writeResponseHead(h, out, 0);
+  return out.toString('latin1');
 }

@@ -10,7 +10,7 @@
 
 import type { Duplex } from 'node:stream';
 import { ChunkedScanner } from './chunked.ts';
-import { parseResponseHead, type ResponseHead } from './head.ts';
+import { parseResponseHead, writeResponseHead, type ResponseHead } from './head.ts';
 
 /** Methods whose request may be sent again on a new connection when a kept-alive one failed before any response (RFC 9110 §9.2.2). */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -47,6 +47,25 @@ export interface Exchange {
   decorate(head: ResponseHead, closes: boolean): string;
   done(end: ExchangeEnd): void;
 }
+
+/**
+ * A response's first body bytes up to this size go out in one buffer with
+ * its head: one write, one TLS record, one system call. Larger ones are
+ * written after the head, not copied.
+ */
+const INLINE_BODY_BYTES = 16 * 1024;
+
+/** The response head re-serialized, `extra` lines and the empty line, then buf[from, to). */
+function headBytes(h: ResponseHead, extra: string, buf: Buffer, from: number, to: number): Buffer {
+  const out = Buffer.allocUnsafe(h.size + extra.length + 4 + (to - from));
+  let o = writeResponseHead(h, out, 0);
+  if (extra !== '') o += out.write(extra, o, 'latin1');
+  o += CRLFCRLF.copy(out, o);
+  buf.copy(out, o, from, to);
+  return out;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 const NONE = 0;
 const LENGTH = 1;
@@ -160,22 +179,23 @@ export class H1Upstream {
     this.#mode = bodyless ? NONE : h.framing === 'length' ? LENGTH : h.framing === 'chunked' ? CHUNKED : UNTIL_CLOSE;
     this.#remaining = h.contentLength;
     this.#scanner = this.#mode === CHUNKED ? new ChunkedScanner() : null;
-    const head = `${h.lines}${ex.decorate(h, this.#mode === UNTIL_CLOSE)}\r\n\r\n`;
-    const down = ex.downstream;
+    const extra = ex.decorate(h, this.#mode === UNTIL_CLOSE);
     if (this.#mode === NONE || (this.#mode === LENGTH && this.#remaining === 0)) {
-      down.write(head, 'latin1');
+      ex.downstream.write(headBytes(h, extra, buf, at, at));
       // Anything after a complete response is not ours to pass on.
       if (at < buf.length) this.#broken = true;
       this.#complete(ex);
       return;
     }
-    down.cork();
-    down.write(head, 'latin1');
-    if (at < buf.length) this.#body(ex, buf, at);
-    down.uncork();
+    this.#body(ex, buf, at, extra);
   }
 
-  #body(ex: Exchange, buf: Buffer, at: number): void {
+  /**
+   * Passes on the body bytes of `buf` from `at` that belong to this
+   * response. `extra`: the head has not been written yet (the first chunk of
+   * a response), and goes first with these decorations.
+   */
+  #body(ex: Exchange, buf: Buffer, at: number, extra: string | null = null): void {
     const down = ex.downstream;
     let end = buf.length;
     let complete = false;
@@ -187,6 +207,8 @@ export class H1Upstream {
     } else if (this.#mode === CHUNKED) {
       const r = this.#scanner!.scan(buf, at);
       if (r === -2) {
+        // Nothing of this response has been written yet if this is its first chunk: the caller may still answer 502.
+        if (extra !== null) this.#head = null;
         this.#fail('protocol');
         return;
       }
@@ -195,7 +217,15 @@ export class H1Upstream {
         complete = true;
       }
     }
-    const written = down.write(at === 0 && end === buf.length ? buf : buf.subarray(at, end));
+    let written: boolean;
+    if (extra === null) written = down.write(at === 0 && end === buf.length ? buf : buf.subarray(at, end));
+    else if (end - at <= INLINE_BODY_BYTES) written = down.write(headBytes(this.#head!, extra, buf, at, end));
+    else {
+      down.cork();
+      down.write(headBytes(this.#head!, extra, buf, at, at));
+      written = down.write(buf.subarray(at, end));
+      down.uncork();
+    }
     if (complete) {
       if (end < buf.length) this.#broken = true;
       this.#complete(ex);

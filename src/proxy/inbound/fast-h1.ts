@@ -23,7 +23,7 @@ import { isTraceHeader, traceHeaders, traceLines, untracedFields, type HeaderFie
 import { sendAgain, type H1Upstream } from '../http1/upstream.ts';
 import { endServerSpan, startServerSpan, type InboundFacts } from '../tracing/hop.ts';
 import type { Span } from '../tracing/tracer.ts';
-import { destinationOf, inboundPort } from '../snapshot.ts';
+import { destinationOf, inboundPort, type ProxySnapshot } from '../snapshot.ts';
 import type { ConnectionInfo, InboundContext } from './context.ts';
 import { forwardedTarget, isPeerClaim, recordInbound, sourceWorkloadOf, UPSTREAM_CONNECT_ERROR, xfccOf } from './http.ts';
 import { PEER_WORKLOAD } from '../peer-workload.ts';
@@ -110,6 +110,10 @@ export class InboundFastLane extends DownstreamLane {
   #port: InboundPort | undefined;
   #destination: DestinationWorkload | undefined;
   #destinationFor: ConnectionInfo | undefined;
+  #limitsFor: ProxySnapshot | undefined;
+  #limits: LaneLimits | null = null;
+  /** The x-forwarded-client-cert line for the app: the same for every request of the connection. */
+  #xfccLine: string | undefined;
 
   constructor(socket: Duplex, info: ConnectionInfo, host: LaneHost) {
     super(socket, host.handOff);
@@ -119,12 +123,15 @@ export class InboundFastLane extends DownstreamLane {
   }
 
   protected limits(): LaneLimits | null {
-    const ctx = this.#host.ctx;
-    const snap = ctx.snapshot();
-    this.#port = inboundPort(snap, this.#host.port);
-    if (this.#port === undefined) return null;
-    const l = resolveProxyLimits(snap.config.limits);
-    return { maxHeadBytes: l.maxRequestHeadersBytes, maxHeaders: l.maxRequestHeadersCount, idleMs: l.idleTimeoutMs };
+    const snap = this.#host.ctx.snapshot();
+    // The same for every request under one config: looked up once per config.
+    if (snap !== this.#limitsFor) {
+      this.#limitsFor = snap;
+      this.#port = inboundPort(snap, this.#host.port);
+      const l = resolveProxyLimits(snap.config.limits);
+      this.#limits = this.#port === undefined ? null : { maxHeadBytes: l.maxRequestHeadersBytes, maxHeaders: l.maxRequestHeadersCount, idleMs: l.idleTimeoutMs };
+    }
+    return this.#limits;
   }
 
   protected idleTimedOut(): void {
@@ -239,9 +246,11 @@ export class InboundFastLane extends DownstreamLane {
     const line = `${head.method} ${target} HTTP/1.1\r\nhost: ${head.host}\r\nconnection: keep-alive`;
     // The app sees the proxy's span as its parent.
     let out = span === null ? withFields(line, head, mutations) : withTracedFields(line, head, mutations, span);
-    const xfcc = xfccOf(ctx, info);
-    if (xfcc !== null) out += `\r\n${XFCC}: ${xfcc}`;
-    out += '\r\n\r\n';
+    if (this.#xfccLine === undefined) {
+      const xfcc = xfccOf(ctx, info);
+      this.#xfccLine = xfcc === null ? '' : `\r\n${XFCC}: ${xfcc}`;
+    }
+    out += `${this.#xfccLine}\r\n\r\n`;
 
     const key = String(port.appPort);
     const pool = ctx.appPool;

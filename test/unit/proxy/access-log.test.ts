@@ -2,10 +2,10 @@
 // written together at most every 100 ms, none lost, the waiting ones
 // written when the process exits.
 
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { stderrAccessLog, type AccessLogEntry } from '../../../src/proxy/access-log.ts';
+import { logTime, stderrAccessLog, type AccessLogEntry } from '../../../src/proxy/access-log.ts';
 
 const entry = (port: number): AccessLogEntry => ({
   time: '2026-11-23T13:00:00.000Z',
@@ -64,5 +64,20 @@ describe('stderrAccessLog', () => {
     assert.equal(child.status, 0, child.stderr);
     assert.deepEqual(child.stderr.trim().split('\n').map((l) => (JSON.parse(l) as { port: number }).port), [1, 2]);
     assert.ok(Number(child.stdout) < 50, `exited ${child.stdout} ms after logging, not at once`);
+  });
+});
+
+describe('logTime', () => {
+  it('is the ISO 8601 time to the millisecond, across seconds, minutes and days', () => {
+    mock.timers.enable({ apis: ['Date'], now: Date.UTC(2026, 11, 31, 23, 59, 58, 990) });
+    try {
+      // Steps that land on every kind of boundary, and repeat a millisecond.
+      for (const step of [0, 0, 1, 8, 1, 1, 9, 990, 1, 999, 61_000, 3_600_000]) {
+        mock.timers.tick(step);
+        assert.equal(logTime(), new Date(Date.now()).toISOString());
+      }
+    } finally {
+      mock.timers.reset();
+    }
   });
 });

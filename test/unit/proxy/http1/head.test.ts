@@ -3,7 +3,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from '../../../../src/proxy/http1/head.ts';
+import { parseRequestHead, parseResponseHead, responseHeadText, writeResponseHead, type RequestHead, type ResponseHead } from '../../../../src/proxy/http1/head.ts';
 import { ChunkedScanner } from '../../../../src/proxy/http1/chunked.ts';
 
 const req = (text: string, maxBytes = 16_384, maxCount = 100): RequestHead | string => parseRequestHead(Buffer.from(text, 'latin1'), 0, maxBytes, maxCount);
@@ -71,7 +71,7 @@ describe('fast lane response heads', () => {
   it('re-serializes status and end-to-end headers, and reads the framing', () => {
     const h = res('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhello') as ResponseHead;
     assert.equal(h.status, 200);
-    assert.equal(h.lines, 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5');
+    assert.equal(responseHeadText(h), 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5');
     assert.equal(h.framing, 'length');
     assert.equal(h.contentLength, 5);
     assert.equal(h.keepAliveMs, 5000);
@@ -81,7 +81,7 @@ describe('fast lane response heads', () => {
   it('Transfer-Encoding wins over Content-Length, which is dropped; another coding reads until close', () => {
     const chunked = res('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n') as ResponseHead;
     assert.equal(chunked.framing, 'chunked');
-    assert.equal(chunked.lines, 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked');
+    assert.equal(responseHeadText(chunked), 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked');
     assert.equal((res('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n') as ResponseHead).framing, 'close');
     assert.equal((res('HTTP/1.1 200 OK\r\n\r\n') as ResponseHead).framing, 'close');
   });
@@ -89,8 +89,32 @@ describe('fast lane response heads', () => {
   it('drops the headers the server\'s Connection names, and notes close and HTTP/1.0', () => {
     const h = res('HTTP/1.1 200 OK\r\nConnection: close, x-hop\r\nX-Hop: 1\r\nX-Keep: 2\r\nContent-Length: 0\r\n\r\n') as ResponseHead;
     assert.equal(h.close, true);
-    assert.equal(h.lines, 'HTTP/1.1 200 OK\r\nx-keep: 2\r\ncontent-length: 0');
+    assert.equal(responseHeadText(h), 'HTTP/1.1 200 OK\r\nx-keep: 2\r\ncontent-length: 0');
     assert.equal((res('HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n') as ResponseHead).close, true);
+  });
+
+  it('drops hop-by-hop headers in any case, lower-cases names, trims values and answers as HTTP/1.1', () => {
+    const h = res(
+      'HTTP/1.0 201 Created Here\r\nX-Trace-ID:  a b \t\r\nPROXY-Connection: x\r\nTE: trailers\r\nUpGrade: h2c\r\nKEEP-ALIVE: Timeout=7\r\nHTTP2-Settings: x\r\nProxy-Authenticate: Basic\r\nProxy-Authorization: y\r\nConnection: Keep-Alive, X-Named\r\nx-NAMED: 1\r\nContent-Length: 0\r\n\r\n',
+    ) as ResponseHead;
+    assert.equal(responseHeadText(h), 'HTTP/1.1 201 Created Here\r\nx-trace-id: a b\r\ncontent-length: 0');
+    assert.equal(h.size, responseHeadText(h).length);
+    assert.equal(h.keepAliveMs, 7000);
+    assert.equal(h.close, false, 'HTTP/1.0 with keep-alive stays open');
+    assert.equal(h.framing, 'length');
+  });
+
+  it('keeps names that only look like hop-by-hop ones', () => {
+    const h = res('HTTP/1.1 204 No Content\r\nTe_: 1\r\nConnectio: 2\r\nContent-Lengths: 3\r\nX-Upgrade: 4\r\n\r\n') as ResponseHead;
+    assert.equal(responseHeadText(h), 'HTTP/1.1 204 No Content\r\nte_: 1\r\nconnectio: 2\r\ncontent-lengths: 3\r\nx-upgrade: 4');
+    assert.equal(h.framing, 'close');
+  });
+
+  it('writes the head into a buffer at an offset, from the bytes it was read from', () => {
+    const h = res('HTTP/1.1 200\r\nA: 1\r\n\r\n') as ResponseHead;
+    const out = Buffer.alloc(h.size + 2, 0x2e);
+    assert.equal(writeResponseHead(h, out, 1), 1 + h.size);
+    assert.equal(out.toString('latin1'), '.HTTP/1.1 200\r\na: 1.');
   });
 
   it('refuses what it cannot frame', () => {
