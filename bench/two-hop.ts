@@ -28,7 +28,10 @@
 //   saturation  wrk -c50, as fast as possible (HTTP/1.1 keep-alive; then
 //               through the TCP ports, unless --no-tcp).
 // The configurations: direct, meshward, meshward-nodelay (meshward with
-// bench/two-hop/nodelay.ts preloaded, an experiment), nginx, haproxy.
+// bench/two-hop/nodelay.ts preloaded, an experiment), nginx, haproxy, and,
+// when named in --only, node-pipe: a floor, not a proxy (two Node
+// processes that only copy bytes over the same mTLS hop; what meshward
+// costs above it is its own work).
 // Then RSS of each sidecar process, and node-proxy mode: N WorkloadProxy
 // objects in one process, RSS per extra workload.
 //
@@ -39,7 +42,7 @@
 //     [--hs-seconds 4] [--workloads 1,5,10] [--no-tcp]
 //     [--access-log null|file] [--cpu-prof DIR] [--meshward-import FILE] [--gap-ms 1000]
 //     [--meshward-node-flags=--max-semi-space-size=4]  (with '=': the value starts with --)
-//     [--only meshward,meshward-nodelay,nginx,haproxy]
+//     [--only meshward,meshward-nodelay,nginx,haproxy,node-pipe]
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';

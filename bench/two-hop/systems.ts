@@ -35,11 +35,17 @@ export const PORTS = {
   'meshward-nodelay': { serverHttp: 39140, serverAdmin: 39141, clientHttp: 39142, clientAdmin: 39143, serverTcp: 39144, clientTcp: 39145 },
   nginx: { serverHttp: 39120, clientHttp: 39121, serverTcp: 39124, clientTcp: 39125 },
   haproxy: { serverHttp: 39130, clientHttp: 39131, serverTcp: 39134, clientTcp: 39135 },
+  'node-pipe': { serverHttp: 39150, clientHttp: 39151 },
 } as const;
 
-/** `meshward-nodelay`: meshward with bench/two-hop/nodelay.ts preloaded (an experiment: TCP_NODELAY on every socket). */
-export type SystemName = 'meshward' | 'meshward-nodelay' | 'nginx' | 'haproxy';
-export const SYSTEM_NAMES: readonly SystemName[] = ['meshward', 'meshward-nodelay', 'nginx', 'haproxy'];
+/**
+ * `meshward-nodelay`: meshward with bench/two-hop/nodelay.ts preloaded (an
+ * experiment: TCP_NODELAY on every socket). `node-pipe`: not a proxy but a
+ * floor, two Node processes copying bytes over the same mTLS hop
+ * (bench/two-hop/node-pipe.ts).
+ */
+export type SystemName = 'meshward' | 'meshward-nodelay' | 'nginx' | 'haproxy' | 'node-pipe';
+export const SYSTEM_NAMES: readonly SystemName[] = ['meshward', 'meshward-nodelay', 'nginx', 'haproxy', 'node-pipe'];
 export const isMeshward = (n: SystemName): n is 'meshward' | 'meshward-nodelay' => n === 'meshward' || n === 'meshward-nodelay';
 
 export interface Sidecar {
@@ -393,8 +399,30 @@ async function startHaproxy(o: StartOptions): Promise<RunningSystem> {
   };
 }
 
+// --- the Node floor ---------------------------------------------------------------
+
+async function startNodePipe(o: StartOptions): Promise<RunningSystem> {
+  const P = PORTS['node-pipe'];
+  const script = join(import.meta.dirname, 'node-pipe.ts');
+  const server = o.pki.leaf('server', SERVER_DNS);
+  const client = o.pki.leaf('client');
+  const serverProc = pinned(o.core, o.nodeBin, [script, 'server', String(P.serverHttp), String(PORTS.app), server.keyFile, server.chainFile, o.pki.rootFile], o.logFile);
+  const clientProc = pinned(o.core, o.nodeBin, [script, 'client', String(P.clientHttp), String(P.serverHttp), client.keyFile, client.chainFile, o.pki.rootFile], o.logFile);
+  await Promise.all([waitForPort(P.serverHttp), waitForPort(P.clientHttp)]);
+  return {
+    name: 'node-pipe',
+    server: { label: 'node-pipe server', proc: serverProc },
+    client: { label: 'node-pipe client', proc: clientProc },
+    httpPort: P.clientHttp,
+    // Its HTTP row is already bytes through a pipe.
+    tcpPort: 0,
+    serverTlsPort: P.serverHttp,
+  };
+}
+
 export function startSystem(name: SystemName, o: StartOptions): Promise<RunningSystem> {
   if (isMeshward(name)) return startMeshward(o, name);
+  if (name === 'node-pipe') return startNodePipe(o);
   if (name === 'nginx') {
     return startNginx(o, existsSync(NGINX_STREAM_MODULE));
   }
