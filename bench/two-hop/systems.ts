@@ -85,21 +85,36 @@ function pinned(core: string, cmd: string, args: readonly string[], stderrTo: st
   return child;
 }
 
+/** Whether 127.0.0.1:port can be listened on now; the error code if not. */
+function tryListen(port: number): Promise<string | null> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? 'error'));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => done(null)));
+  });
+}
+
 /**
- * Throws if any benchmark port already has a listener. A process left over
- * from an interrupted run would otherwise answer in place of the one being
- * started (whose own listen fails), and be measured instead of it.
+ * Throws if any benchmark port is taken. A process left over from an
+ * interrupted run would otherwise answer in place of the one being started
+ * (whose own listen fails), and be measured instead of it. The ports lie in
+ * the kernel's ephemeral range, so one can also be the local port of a
+ * closed connection in TIME-WAIT (after the test suite, say): that frees
+ * itself within a minute, so a taken port is tried again for 70 s first.
  */
 export async function assertPortsFree(): Promise<void> {
   const ports = Object.values(PORTS).flatMap((p) => (typeof p === 'number' ? [p] : Object.values(p)));
   for (const port of ports) {
-    await new Promise<void>((done, fail) => {
-      const probe = createServer();
-      probe.once('error', (err: NodeJS.ErrnoException) =>
-        fail(new Error(`127.0.0.1:${port} is taken (${err.code}): a process from an earlier benchmark run? \`ss -ltnp 'sport = :${port}'\` names it`)),
-      );
-      probe.listen(port, '127.0.0.1', () => probe.close(() => done()));
-    });
+    const deadline = Date.now() + 70_000;
+    let code = await tryListen(port);
+    if (code !== null) process.stderr.write(`127.0.0.1:${port} is taken (${code}); trying again for 70 s\n`);
+    while (code !== null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 2000));
+      code = await tryListen(port);
+    }
+    if (code !== null) {
+      throw new Error(`127.0.0.1:${port} is taken (${code}): a process from an earlier benchmark run? \`ss -tanp 'sport = :${port}'\` names it`);
+    }
   }
 }
 

@@ -167,6 +167,25 @@ describe('inbound limits', { timeout: 20_000 }, () => {
       assert.equal(await limitCount(p.admin, 'idle_timeout'), 1);
     });
 
+    it(`${transport}: counts the idle timeout from the last response, not the first`, async () => {
+      const p = await start({ idleTimeoutMs: 300 });
+      const c = await dial(p.port, tlsOf());
+      const responses = (): number => c.data().match(/HTTP\/1\.1 200/g)?.length ?? 0;
+      // Requests 200 ms apart: each starts before the idle time since the one before it is over,
+      // though the first idle timer falls due in between.
+      for (let i = 1; i <= 4; i++) {
+        c.socket.write(REQUEST);
+        await until(`response ${i}`, () => responses() === i);
+        if (i < 4) await new Promise((r) => setTimeout(r, 200));
+      }
+      const answered = performance.now();
+      await c.closed;
+      const ms = performance.now() - answered;
+      assert.ok(ms >= 200 && ms < 1500, `closed ${Math.round(ms)} ms after the last response`);
+      assert.equal(responses(), 4);
+      assert.equal(await limitCount(p.admin, 'idle_timeout'), 1);
+    });
+
     it(`${transport}: answers 431 to 200 headers and to a 100 KiB header, with the default limits`, async () => {
       const p = await start();
       const many = await dial(p.port, tlsOf());

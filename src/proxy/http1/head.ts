@@ -131,11 +131,19 @@ function decimal(value: string): number {
   return n;
 }
 
-/** The index of the first byte of the line after the one at `start`, requiring CRLF; -1 for a bare LF or CR. */
+/**
+ * The index of the CR that ends the line at `start`, requiring CRLF, with
+ * its LF at or before `limit`; -1 for a bare LF or CR. Scanned here rather
+ * than with Buffer#indexOf: a line is tens of bytes, and a call into the
+ * native side costs more than reading them.
+ */
 function lineEnd(buf: Buffer, start: number, limit: number): number {
-  const lf = buf.indexOf(LF, start);
-  if (lf < 0 || lf > limit || lf === start || buf[lf - 1] !== CR) return -1;
-  return lf - 1;
+  for (let i = start; i <= limit; i++) {
+    const c = buf[i];
+    if (c === LF) return i > start && buf[i - 1] === CR ? i - 1 : -1;
+    if (c === undefined) return -1;
+  }
+  return -1;
 }
 
 /** The field line `fieldSpan` read last, as offsets (one parse at a time: no object per field). */
@@ -148,24 +156,22 @@ const span = { name: 0, colon: 0, valueStart: 0, valueEnd: 0 };
  * offset, or -1 on anything outside the strict grammar.
  */
 function fieldSpan(buf: Buffer, at: number, limit: number): number {
-  const eol = lineEnd(buf, at, limit);
-  if (eol < 0) return -1;
   // obs-fold, and whitespace before the colon, are what smuggling is made of.
-  let colon = -1;
-  for (let i = at; i < eol; i++) {
-    const c = buf[i]!;
-    if (c === COLON) {
-      colon = i;
-      break;
-    }
+  let colon = at;
+  for (; colon < limit; colon++) {
+    const c = buf[colon]!;
+    if (c === COLON) break;
     if (TCHAR[c] === 0) return -1;
   }
-  if (colon <= at) return -1;
+  if (colon === at || colon >= limit) return -1;
+  // The value's bytes, in one pass up to the line's end: only a CRLF ends it.
+  let eol = colon + 1;
+  while (eol < limit && VALUE[buf[eol]!] === 1) eol++;
+  if (buf[eol] !== CR || buf[eol + 1] !== LF || eol + 1 > limit) return -1;
   let vs = colon + 1;
   let ve = eol;
   while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
   while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
-  for (let i = vs; i < ve; i++) if (VALUE[buf[i]!] === 0) return -1;
   span.name = at;
   span.colon = colon;
   span.valueStart = vs;
@@ -228,6 +234,16 @@ function responseFieldKind(buf: Buffer, start: number, end: number): number {
   }
 }
 
+/**
+ * The seconds of a Keep-Alive value that is exactly `timeout=N` (any case,
+ * N of at most 9 digits), as most servers send it; -1 for any other value,
+ * which the caller reads as a string.
+ */
+function plainTimeout(buf: Buffer, start: number, end: number): number {
+  if (end - start < 9 || end - start > 17 || !nameIs(buf, start, start + 8, 'timeout=')) return -1;
+  return decimalAt(buf, start + 8, end);
+}
+
 /** A decimal Content-Length of at most 15 digits at buf[start, end), or -1. */
 function decimalAt(buf: Buffer, start: number, end: number): number {
   if (end === start || end - start > 15) return -1;
@@ -255,13 +271,13 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
   let i = start;
   while (i < lineStop && TCHAR[buf[i]!] === 1) i++;
   if (i === start || buf[i] !== SP) return 'unsupported';
-  const method = buf.toString('latin1', start, i);
+  const method = i - start === 3 && buf[start] === 0x47 && buf[start + 1] === 0x45 && buf[start + 2] === 0x54 ? 'GET' : buf.toString('latin1', start, i);
   if (method === 'CONNECT') return 'unsupported';
   const targetStart = i + 1;
   if (buf[targetStart] !== 0x2f /* / */) return 'unsupported';
   let j = targetStart;
   while (j < lineStop && TARGET[buf[j]!] === 1) j++;
-  if (buf[j] !== SP || lineStop - j - 1 !== 8 || buf.toString('latin1', j + 1, lineStop) !== 'HTTP/1.1') return 'unsupported';
+  if (buf[j] !== SP || lineStop - j - 1 !== 8 || !nameIsExactly(buf, j + 1, HTTP_11)) return 'unsupported';
   const target = buf.toString('latin1', targetStart, j);
 
   const names: string[] = [];
@@ -375,6 +391,11 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
       }
       case KEEP_ALIVE: {
         // The server's idle timeout for this connection: the pool stops reusing it before then.
+        const seconds = plainTimeout(buf, valueStart, valueEnd);
+        if (seconds >= 0) {
+          keepAliveMs = seconds * 1000;
+          continue;
+        }
         const value = buf.toString('latin1', valueStart, valueEnd);
         const t = value.toLowerCase().indexOf('timeout=');
         if (t >= 0) {
@@ -384,6 +405,11 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
         continue;
       }
       case CONNECTION: {
+        // The one option nearly every server sends, read without a string.
+        if (nameIs(buf, valueStart, valueEnd, 'keep-alive')) {
+          if (http10) close = false;
+          continue;
+        }
         for (const token of buf.toString('latin1', valueStart, valueEnd).split(',')) {
           const t = token.trim().toLowerCase();
           if (t === 'close') close = true;
@@ -421,6 +447,7 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
 }
 
 const HTTP_1 = Buffer.from('HTTP/1.');
+const HTTP_11 = Buffer.from('HTTP/1.1');
 const HTTP_11_SP = Buffer.from('HTTP/1.1 ');
 
 function nameIsExactly(buf: Buffer, at: number, bytes: Buffer): boolean {

@@ -104,6 +104,31 @@ describe('fast lane response heads', () => {
     assert.equal(h.framing, 'length');
   });
 
+  it('reads Keep-Alive and Connection in their usual and unusual forms alike', () => {
+    const ka = (value: string): number => (res(`HTTP/1.1 200 OK\r\nKeep-Alive: ${value}\r\nContent-Length: 0\r\n\r\n`) as ResponseHead).keepAliveMs;
+    assert.equal(ka('timeout=60'), 60_000);
+    assert.equal(ka('TimeOut=7'), 7000);
+    assert.equal(ka('timeout=5, max=100'), 5000);
+    assert.equal(ka('max=100, timeout=3'), 3000);
+    assert.equal(ka('timeout=x'), -1);
+    assert.equal(ka('timeout='), -1);
+    const closes = (version: string, connection: string): boolean =>
+      (res(`HTTP/${version} 200 OK\r\nConnection: ${connection}\r\nContent-Length: 0\r\n\r\n`) as ResponseHead).close;
+    assert.equal(closes('1.0', 'keep-alive'), false);
+    assert.equal(closes('1.0', 'Keep-Alive'), false);
+    assert.equal(closes('1.0', 'keep-alives'), true);
+    assert.equal(closes('1.1', 'keep-alive'), false);
+    assert.equal(closes('1.1', 'CLOSE'), true);
+    assert.equal(closes('1.1', 'keep-alive, close'), true);
+  });
+
+  it('takes every method token, and only HTTP/1.1 byte for byte', () => {
+    for (const method of ['GET', 'GETS', 'GE', 'POST', 'get', 'M-SEARCH']) {
+      assert.equal((req(`${method} / HTTP/1.1\r\nHost: a\r\n\r\n`) as RequestHead).method, method);
+    }
+    for (const version of ['HTTP/1.0', 'HTTP/1.2', 'HTTP/1.1 ', 'HTTP/11.']) assert.equal(req(`GET / ${version}\r\nHost: a\r\n\r\n`), 'unsupported', version);
+  });
+
   it('keeps names that only look like hop-by-hop ones', () => {
     const h = res('HTTP/1.1 204 No Content\r\nTe_: 1\r\nConnectio: 2\r\nContent-Lengths: 3\r\nX-Upgrade: 4\r\n\r\n') as ResponseHead;
     assert.equal(responseHeadText(h), 'HTTP/1.1 204 No Content\r\nte_: 1\r\nconnectio: 2\r\ncontent-lengths: 3\r\nx-upgrade: 4');
