@@ -137,6 +137,10 @@ describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
         case '/bad':
           socket.write('HTTP/1.1 2x0 Nope\r\n\r\n');
           return;
+        case '/bad-chunk':
+          // The chunked framing breaks in the same read as the head: nothing of it may reach the caller.
+          socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n');
+          return;
         case '/hop':
           ok('hop', '\r\nConnection: x-secret\r\nX-Secret: drop me\r\nKeep-Alive: timeout=30');
           return;
@@ -207,6 +211,13 @@ describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
     assert.match(retried.text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*flaky 1$/);
     const post = await exchange(port, 'POST /flaky HTTP/1.1\r\nHost: p\r\nContent-Length: 2\r\n\r\nhi', (t) => t.includes('\r\n\r\n') && /(503|200)/.test(t));
     assert.match(post.text, /^HTTP\/1\.1 (503 Service Unavailable\r\n[\s\S]*upstream connect error|200 OK)/);
+  });
+
+  it('answers 503, not a cut-short 200, to a chunked response whose first read breaks its framing', async () => {
+    const { text } = await exchange(port, 'GET /bad-chunk HTTP/1.1\r\nHost: p\r\n\r\n', (t) => t.includes('upstream connect error'));
+    assert.match(text, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    assert.ok(!text.includes('200 OK') && !text.includes('hello'));
+    assert.ok(log.some((e) => e.path === '/bad-chunk' && e.responseCode === 503));
   });
 
   it('answers 503 to a response that is not HTTP/1.1, and logs it', async () => {

@@ -207,7 +207,7 @@ export class H1Upstream {
     } else if (this.#mode === CHUNKED) {
       const r = this.#scanner!.scan(buf, at);
       if (r === -2) {
-        // Nothing of this response has been written yet if this is its first chunk: the caller may still answer 502.
+        // Nothing of this response has been written yet if this is its first chunk: the caller may still answer with an error of its own.
         if (extra !== null) this.#head = null;
         this.#fail('protocol');
         return;
