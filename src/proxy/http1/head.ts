@@ -18,7 +18,8 @@ const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
 const COLON = 0x3a;
-const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** The end of a message head. */
+export const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 // RFC 9110 §5.6.2 tchar, as a lookup table built once.
 const TCHAR = new Uint8Array(256);
@@ -74,7 +75,12 @@ export interface ResponseHead {
    * end-to-end headers as HTTP/1.1, without the final empty line.
    */
   readonly size: number;
-  /** The buffer the head was read from, and in it the spans it is re-serialized from (see writeResponseHead). */
+  /**
+   * The buffer the head was read from, and in it the spans it is
+   * re-serialized from: the status line after the version, then four per
+   * field (name start, colon, value start, value end), a field dropped
+   * marked by a negative start.
+   */
   readonly source: Buffer;
   readonly spans: readonly number[];
 }
@@ -117,18 +123,6 @@ function connectionOption(value: string): 'close' | 'keep-alive' | 'other' {
     else if (token !== 'keep-alive' && token !== '') return 'other';
   }
   return close ? 'close' : 'keep-alive';
-}
-
-/** A decimal Content-Length of at most 15 digits, or -1. */
-function decimal(value: string): number {
-  if (value.length === 0 || value.length > 15) return -1;
-  let n = 0;
-  for (let i = 0; i < value.length; i++) {
-    const d = value.charCodeAt(i) - 0x30;
-    if (d < 0 || d > 9) return -1;
-    n = n * 10 + d;
-  }
-  return n;
 }
 
 /**
@@ -277,7 +271,7 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
   if (buf[targetStart] !== 0x2f /* / */) return 'unsupported';
   let j = targetStart;
   while (j < lineStop && TARGET[buf[j]!] === 1) j++;
-  if (buf[j] !== SP || lineStop - j - 1 !== 8 || !nameIsExactly(buf, j + 1, HTTP_11)) return 'unsupported';
+  if (buf[j] !== SP || lineStop - j - 1 !== 8 || !bytesAt(buf, j + 1, HTTP_11)) return 'unsupported';
   const target = buf.toString('latin1', targetStart, j);
 
   const names: string[] = [];
@@ -300,7 +294,7 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
         host = value;
         continue;
       case 'content-length': {
-        const n = decimal(value);
+        const n = decimalAt(buf, span.valueStart, span.valueEnd);
         if (n < 0 || contentLength >= 0) return 'unsupported';
         contentLength = n;
         break;
@@ -328,13 +322,10 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
   return { method, target, names, values, host: host!, userAgent, contentLength: contentLength < 0 ? 0 : contentLength, close, end: headEnd + 4, count };
 }
 
-/** Field spans of the response being parsed (name start, colon, value start, value end; -1 for one dropped), reused. */
-const fields: number[] = [];
-
 /**
  * The response head at `start` of `buf`. Returns 'incomplete' until the
  * empty line arrives (and `maxBytes` is not passed), and 'unsupported' for a
- * response this proxy will not relay (the caller answers 502). Interim 1xx
+ * response this proxy will not relay (the caller answers 503). Interim 1xx
  * responses are not handled here: the caller skips them. The head is read
  * from its bytes, and written again from them (writeResponseHead): only
  * the values this proxy acts on become strings.
@@ -346,7 +337,7 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
   const lineStop = lineEnd(buf, start, headEnd + 2);
   // "HTTP/1.x NNN" at least.
   if (lineStop < 0 || lineStop - start < 12) return 'unsupported';
-  if (!nameIsExactly(buf, start, HTTP_1)) return 'unsupported';
+  if (!bytesAt(buf, start, HTTP_1)) return 'unsupported';
   const minor = buf[start + 7];
   const http10 = minor === 0x30;
   if ((!http10 && minor !== 0x31) || buf[start + 8] !== SP) return 'unsupported';
@@ -366,7 +357,8 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
   let close = http10;
   let named: string[] | null = null;
   let keepAliveMs = -1;
-  fields.length = 0;
+  // The rest of the status line, then per field kept: name start, colon, value start, value end (-1 first: dropped after all).
+  const spans: number[] = [start + 9, lineStop];
   for (let at = lineStop + 2; at < headEnd + 2; ) {
     at = fieldSpan(buf, at, headEnd + 2);
     if (at < 0) return 'unsupported';
@@ -378,7 +370,7 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
         if (n < 0 || (contentLength >= 0 && n !== contentLength)) return 'unsupported';
         if (contentLength >= 0) continue;
         contentLength = n;
-        contentLengthAt = fields.length;
+        contentLengthAt = spans.length;
         break;
       }
       case TRANSFER_ENCODING: {
@@ -422,26 +414,23 @@ export function parseResponseHead(buf: Buffer, start: number, maxBytes: number):
       case HOP_BY_HOP:
         continue;
     }
-    fields.push(name, colon, valueStart, valueEnd);
+    spans.push(name, colon, valueStart, valueEnd);
   }
   // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a coding
   // other than one final chunked is read until the server closes.
   const framing = chunked && !otherCoding ? 'chunked' : chunked || otherCoding ? 'close' : contentLength >= 0 ? 'length' : 'close';
   // Re-serialized as HTTP/1.1 towards the caller, with the reason as sent,
   // without the headers the upstream's Connection named.
-  if (contentLengthAt >= 0 && framing !== 'length') fields[contentLengthAt] = -1;
-  if (named !== null) {
-    for (let k = 0; k < fields.length; k += 4) {
-      if (fields[k]! >= 0 && named.includes(buf.toString('latin1', fields[k], fields[k + 1]).toLowerCase())) fields[k] = -1;
-    }
-  }
+  if (contentLengthAt >= 0 && framing !== 'length') spans[contentLengthAt] = -1;
   // "HTTP/1.1 " and the rest of the status line; per field, CRLF, name, ": " and value.
   let size = 9 + lineStop - (start + 9);
-  const spans: number[] = [start + 9, lineStop];
-  for (let k = 0; k < fields.length; k += 4) {
-    if (fields[k]! < 0) continue;
-    spans.push(fields[k]!, fields[k + 1]!, fields[k + 2]!, fields[k + 3]!);
-    size += 4 + (fields[k + 1]! - fields[k]!) + (fields[k + 3]! - fields[k + 2]!);
+  for (let k = 2; k < spans.length; k += 4) {
+    if (spans[k]! < 0) continue;
+    if (named !== null && named.includes(buf.toString('latin1', spans[k], spans[k + 1]).toLowerCase())) {
+      spans[k] = -1;
+      continue;
+    }
+    size += 4 + (spans[k + 1]! - spans[k]!) + (spans[k + 3]! - spans[k + 2]!);
   }
   return { status, framing, contentLength: framing === 'length' ? contentLength : -1, close, keepAliveMs, end: headEnd + 4, size, source: buf, spans };
 }
@@ -450,7 +439,8 @@ const HTTP_1 = Buffer.from('HTTP/1.');
 const HTTP_11 = Buffer.from('HTTP/1.1');
 const HTTP_11_SP = Buffer.from('HTTP/1.1 ');
 
-function nameIsExactly(buf: Buffer, at: number, bytes: Buffer): boolean {
+/** Whether `bytes` are at `at` in `buf`, exactly. */
+function bytesAt(buf: Buffer, at: number, bytes: Buffer): boolean {
   for (let i = 0; i < bytes.length; i++) if (buf[at + i] !== bytes[i]) return false;
   return true;
 }
@@ -468,6 +458,7 @@ export function writeResponseHead(h: ResponseHead, out: Buffer, at: number): num
   let o = at + HTTP_11_SP.copy(out, at);
   o += src.copy(out, o, spans[0], spans[1]);
   for (let k = 2; k < spans.length; k += 4) {
+    if (spans[k]! < 0) continue;
     out[o++] = CR;
     out[o++] = LF;
     for (let i = spans[k]!, end = spans[k + 1]!; i < end; i++) {

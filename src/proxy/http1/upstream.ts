@@ -10,7 +10,7 @@
 
 import type { Duplex } from 'node:stream';
 import { ChunkedScanner } from './chunked.ts';
-import { parseResponseHead, writeResponseHead, type ResponseHead } from './head.ts';
+import { CRLFCRLF, parseResponseHead, writeResponseHead, type ResponseHead } from './head.ts';
 
 /** Methods whose request may be sent again on a new connection when a kept-alive one failed before any response (RFC 9110 §9.2.2). */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -64,8 +64,6 @@ function headBytes(h: ResponseHead, extra: string, buf: Buffer, from: number, to
   buf.copy(out, o, from, to);
   return out;
 }
-
-const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 const NONE = 0;
 const LENGTH = 1;
