@@ -3,8 +3,11 @@
 // (outbound). A connection is taken for one exchange and given back when
 // its response has ended cleanly; the server's announced keep-alive
 // timeout, less a margin, bounds how long it is kept, so the pool does not
-// hand out a connection the server is closing. `drain()` (a new SVID, a new
-// config) hands out nothing more and closes each connection as it comes back.
+// hand out a connection the server is closing. An idle connection is
+// closed when that time is up, as Envoy's upstream idle timeout does: a
+// burst leaves no crowd of idle sockets (and their TLS buffers) open behind
+// it for the peer to time out. `drain()` (a new SVID, a new config) hands
+// out nothing more and closes each connection as it comes back.
 
 import type { Duplex } from 'node:stream';
 import { H1Upstream } from './upstream.ts';
@@ -17,6 +20,9 @@ export class H1Pool {
   readonly #all = new Set<H1Upstream>();
   readonly #idleMs: number;
   #draining = false;
+  /** One timer for the whole pool, set for the earliest expiry among idle connections. */
+  #sweepTimer: NodeJS.Timeout | null = null;
+  #sweepAt = Number.POSITIVE_INFINITY;
 
   /** `idleMs`: the longest an idle connection is kept when the server announces nothing. */
   constructor(idleMs: number) {
@@ -62,6 +68,42 @@ export class H1Pool {
       this.#idle.set(key, list);
     }
     list.push(up);
+    if (up.expiresAt < this.#sweepAt) this.#sweepAfter(keep, up.expiresAt);
+  }
+
+  #sweepAfter(ms: number, at: number): void {
+    if (this.#sweepTimer !== null) clearTimeout(this.#sweepTimer);
+    this.#sweepAt = at;
+    // Unreferenced: idle connections must not keep a stopping process alive.
+    this.#sweepTimer = setTimeout(() => this.#sweep(), ms + 1).unref();
+  }
+
+  /** Closes the idle connections whose time is up (or that the server closed); waits for the next. */
+  #sweep(): void {
+    this.#sweepTimer = null;
+    this.#sweepAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const [key, list] of this.#idle) {
+      let kept = 0;
+      for (const up of list) {
+        if (up.usable && up.expiresAt > now) {
+          list[kept++] = up;
+          if (up.expiresAt < next) next = up.expiresAt;
+        } else {
+          up.socket.destroy();
+        }
+      }
+      list.length = kept;
+      if (kept === 0) this.#idle.delete(key);
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.#sweepAfter(next - now, next);
+  }
+
+  #stopSweeping(): void {
+    if (this.#sweepTimer !== null) clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = null;
+    this.#sweepAt = Number.POSITIVE_INFINITY;
   }
 
   /** No connection is handed out again; idle ones close now, busy ones when given back. */
@@ -69,6 +111,7 @@ export class H1Pool {
     this.#draining = true;
     for (const list of this.#idle.values()) for (const up of list) up.socket.destroy();
     this.#idle.clear();
+    this.#stopSweeping();
   }
 
   /** Drained, with no connection open. */
@@ -82,5 +125,6 @@ export class H1Pool {
     for (const up of this.#all) up.socket.destroy();
     this.#all.clear();
     this.#idle.clear();
+    this.#stopSweeping();
   }
 }
