@@ -22,7 +22,11 @@
 //
 // Phases per round, in this order:
 //   paced       ~1,000 requests/s (bench/two-hop/pace.lua), latency p50/p99
-//               and the CPU seconds of each proxy process over the run;
+//               and the CPU seconds of each proxy process over the run,
+//               once per --paced-connections count: 1 connection (each
+//               request alone on the path: what the proxies add to one
+//               call) and 20 (requests from different connections queue
+//               behind each other on the one core);
 //   handshakes  new mTLS connections into each server-side proxy's listener
 //               from a Node client on core 0, per server CPU-second;
 //   saturation  wrk -c50, as fast as possible (HTTP/1.1 keep-alive; then
@@ -38,7 +42,7 @@
 // Run (as root it installs nginx, haproxy, wrk with apt-get when missing;
 // otherwise a missing baseline is skipped and the table says so):
 //   npx node bench/two-hop.ts [--rounds 3] [--sat-seconds 5] [--paced-seconds 10]
-//     [--rate 1000] [--paced-connections 20] [--warm-seconds 5]
+//     [--rate 1000] [--paced-connections 1,20] [--warm-seconds 5]
 //     [--hs-seconds 4] [--workloads 1,5,10] [--no-tcp]
 //     [--access-log null|file] [--cpu-prof DIR] [--meshward-import FILE] [--gap-ms 1000]
 //     [--meshward-node-flags=--max-semi-space-size=4]  (with '=': the value starts with --)
@@ -84,7 +88,7 @@ const { values: opts } = parseArgs({
     'paced-seconds': { type: 'string', default: '10' },
     rate: { type: 'string', default: '1000' },
     'sat-connections': { type: 'string', default: '50' },
-    'paced-connections': { type: 'string', default: '20' },
+    'paced-connections': { type: 'string', default: '1,20' },
     'warm-seconds': { type: 'string', default: '5' },
     'hs-seconds': { type: 'string', default: '4' },
     'hs-concurrency': { type: 'string', default: '8' },
@@ -105,7 +109,7 @@ const SAT_S = Number(opts['sat-seconds']);
 const PACED_S = Number(opts['paced-seconds']);
 const RATE = Number(opts.rate);
 const SAT_C = Number(opts['sat-connections']);
-const PACED_C = Number(opts['paced-connections']);
+const PACED_CS = opts['paced-connections'].split(',').filter((s) => s !== '').map(Number);
 const WARM_S = Number(opts['warm-seconds']);
 const HS_S = Number(opts['hs-seconds']);
 const HS_C = Number(opts['hs-concurrency']);
@@ -259,7 +263,8 @@ interface Paced extends WrkResult {
 }
 const sat = new Map<Config, number[]>(configs.map((c) => [c, []]));
 const satTcp = new Map<Config, number[]>(configs.map((c) => [c, []]));
-const paced = new Map<Config, Paced[]>(configs.map((c) => [c, []]));
+/** Paced runs by connection count, then by configuration; one entry per round. */
+const paced = new Map<number, Map<Config, Paced[]>>(PACED_CS.map((n) => [n, new Map(configs.map((c) => [c, []]))]));
 const hs = new Map<Config, { perCpu: number; perSec: number; errors: number }[]>(configs.map((c) => [c, []]));
 let wrkErrors = 0;
 
@@ -267,22 +272,22 @@ for (let round = 0; round < ROUNDS; round++) {
   const order = rotate(configs, round);
   log(`round ${round + 1}/${ROUNDS}: ${order.join(', ')}`);
   // Paced runs first, while the machine is coolest; then handshakes, then saturation.
-  for (const c of order) {
+  for (const n of PACED_CS) for (const c of order) {
     const s = sys(c);
     const clientPids = s === undefined ? [] : processTree(s.client.proc.pid!);
     const serverPids = s === undefined ? [] : processTree(s.server.proc.pid!);
     await gap();
     const before = [cpuSeconds(clientPids), cpuSeconds(serverPids), cpuSeconds([app.pid!])];
     const t0 = performance.now();
-    const r = await wrk({ core: LOAD_CORE, url: url(c), connections: PACED_C, seconds: PACED_S, rate: RATE });
+    const r = await wrk({ core: LOAD_CORE, url: url(c), connections: n, seconds: PACED_S, rate: RATE });
     const secs = (performance.now() - t0) / 1000;
     const after = [cpuSeconds(clientPids), cpuSeconds(serverPids), cpuSeconds([app.pid!])];
     wrkErrors += r.errors;
     // vCPU at exactly RATE req/s: scale by the rate achieved.
     const scale = RATE / (r.requests / secs);
     const v = (i: number): number => ((after[i]! - before[i]!) / secs) * scale;
-    paced.get(c)!.push({ ...r, clientVcpu: v(0), serverVcpu: v(1), appVcpu: v(2) });
-    log(`  paced ${c}: ${fmt(r.rps, 0)} req/s p50 ${fmt(r.p50, 3)} ms p99 ${fmt(r.p99, 3)} ms cpu client ${fmt(v(0), 3)} server ${fmt(v(1), 3)}`);
+    paced.get(n)!.get(c)!.push({ ...r, clientVcpu: v(0), serverVcpu: v(1), appVcpu: v(2) });
+    log(`  paced ${c} (${n} conn.): ${fmt(r.rps, 0)} req/s p50 ${fmt(r.p50, 3)} ms p99 ${fmt(r.p99, 3)} ms cpu client ${fmt(v(0), 3)} server ${fmt(v(1), 3)}`);
   }
   for (const c of order) {
     const s = sys(c);
@@ -393,35 +398,34 @@ const slope = ((): number => {
 
 const paired = (c: Config, f: (round: number) => number): number => median(Array.from({ length: ROUNDS }, (_, i) => f(i)));
 const satOf = (c: Config, i: number, tcp = false): number => (tcp ? satTcp : sat).get(c)![i] ?? Number.NaN;
-const pacedOf = (c: Config, i: number): Paced | undefined => paced.get(c)![i];
+const pacedOf = (n: number, c: Config, i: number): Paced | undefined => paced.get(n)!.get(c)![i];
 
 const lines: string[] = [];
 lines.push('');
 lines.push(`Two-hop proxy path: ${ROUNDS} rounds; wrk on core ${LOAD_CORE}, app and proxies on core ${SUT_CORE}; medians over rounds, ratios paired within a round.`);
 lines.push('');
-lines.push(`| path | req/s at saturation (c=${SAT_C}) | × direct | × nginx | p50 at ${RATE} rps | p99 at ${RATE} rps | added p50 | added p99 | vCPU client proxy | vCPU server proxy |`);
-lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+lines.push(`| path | req/s at saturation (c=${SAT_C}) | × direct | × nginx | spread over rounds (min–max) |`);
+lines.push('|---|---:|---:|---:|---:|');
+const range = (xs: readonly number[], d: number, unit = ''): string => `${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)}${unit}`;
+const pathLabel = (c: Config): string => (c === 'direct' ? 'direct (wrk → app)' : `${c} pair`);
 for (const c of configs) {
-  const s = sys(c);
-  const rps = median(sat.get(c)!);
   const xDirect = paired(c, (i) => satOf(c, i) / satOf('direct', i));
   const xNginx = sys('nginx') === undefined ? Number.NaN : paired(c, (i) => satOf(c, i) / satOf('nginx', i));
-  const p50 = median(paced.get(c)!.map((p) => p.p50));
-  const p99 = median(paced.get(c)!.map((p) => p.p99));
-  const add = (f: (p: Paced) => number): string => (c === 'direct' ? '–' : `${fmt(paired(c, (i) => f(pacedOf(c, i)!) - f(pacedOf('direct', i)!)), 3)} ms`);
-  const cv = s === undefined ? Number.NaN : median(paced.get(c)!.map((p) => p.clientVcpu));
-  const sv = s === undefined ? Number.NaN : median(paced.get(c)!.map((p) => p.serverVcpu));
-  lines.push(
-    `| ${c === 'direct' ? 'direct (wrk → app)' : `${c} pair`} | ${fmt(rps, 0)} | ${fmt(xDirect, 3)} | ${fmt(xNginx, 2)} | ${fmt(p50, 3)} ms | ${fmt(p99, 3)} ms | ${add((p) => p.p50)} | ${add((p) => p.p99)} | ${fmt(cv, 3)} | ${fmt(sv, 3)} |`,
-  );
+  lines.push(`| ${pathLabel(c)} | ${fmt(median(sat.get(c)!), 0)} | ${fmt(xDirect, 3)} | ${fmt(xNginx, 2)} | ${range(sat.get(c)!, 0)} |`);
 }
-lines.push('');
-lines.push('| spread over rounds (min–max) | req/s at saturation | p50 at rate | p99 at rate |');
-lines.push('|---|---:|---:|---:|');
-const range = (xs: readonly number[], d: number, unit = ''): string => `${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)}${unit}`;
-for (const c of configs) {
-  const p = paced.get(c)!;
-  lines.push(`| ${c} | ${range(sat.get(c)!, 0)} | ${range(p.map((x) => x.p50), 3, ' ms')} | ${range(p.map((x) => x.p99), 3, ' ms')} |`);
+for (const n of PACED_CS) {
+  lines.push('');
+  lines.push(`| at ${RATE} req/s over ${n} connection${n === 1 ? '' : 's'} | p50 | p99 | added p50 | added p99 | p99 spread (min–max) | vCPU client proxy | vCPU server proxy |`);
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of configs) {
+    const s = sys(c);
+    const runs = paced.get(n)!.get(c)!;
+    const add = (f: (p: Paced) => number): string => (c === 'direct' ? '–' : `${fmt(paired(c, (i) => f(pacedOf(n, c, i)!) - f(pacedOf(n, 'direct', i)!)), 3)} ms`);
+    const vcpu = (f: (p: Paced) => number): string => (s === undefined ? '–' : fmt(median(runs.map(f)), 3));
+    lines.push(
+      `| ${pathLabel(c)} | ${fmt(median(runs.map((p) => p.p50)), 3)} ms | ${fmt(median(runs.map((p) => p.p99)), 3)} ms | ${add((p) => p.p50)} | ${add((p) => p.p99)} | ${range(runs.map((p) => p.p99), 3, ' ms')} | ${vcpu((p) => p.clientVcpu)} | ${vcpu((p) => p.serverVcpu)} |`,
+    );
+  }
 }
 lines.push('');
 lines.push('| sidecar process | RSS idle | of which its own (RssAnon) | RSS after the rounds | then idle (trimmed) | peak RSS (VmHWM) |');
@@ -465,7 +469,8 @@ if (nodeMode.length > 0) {
   lines.push(`| slope (least squares) | ${fmt(slope, 2)} MiB per extra workload |`);
 }
 lines.push('');
-lines.push(`Achieved paced rates (median): ${configs.map((c) => `${c} ${fmt(median(paced.get(c)!.map((p) => p.rps)), 0)}`).join(', ')} req/s. wrk errors: ${wrkErrors}.`);
+for (const n of PACED_CS) lines.push(`Achieved paced rates over ${n} connection${n === 1 ? '' : 's'} (median): ${configs.map((c) => `${c} ${fmt(median(paced.get(n)!.get(c)!.map((p) => p.rps)), 0)}`).join(', ')} req/s.`);
+lines.push(`wrk errors: ${wrkErrors}.`);
 if (skipped.length > 0) lines.push(`Skipped: ${skipped.join('; ')}.`);
 console.log(lines.join('\n'));
 cleanup();

@@ -29,13 +29,17 @@ import { NAMESPACE, SERVER_DNS, TRUST_DOMAIN, spiffeId, type Leaf, type Pki } fr
 
 export const REPO = resolve(import.meta.dirname, '../..');
 
+// Below the kernel's ephemeral range (32768–60999 by default): a port in it
+// can be the local end of any outgoing connection on the machine, the
+// benchmark's own included, and a proxy restarted between rounds then
+// fails to listen.
 export const PORTS = {
-  app: 39100,
-  meshward: { serverHttp: 39110, serverAdmin: 39111, clientHttp: 39112, clientAdmin: 39113, serverTcp: 39114, clientTcp: 39115 },
-  'meshward-nodelay': { serverHttp: 39140, serverAdmin: 39141, clientHttp: 39142, clientAdmin: 39143, serverTcp: 39144, clientTcp: 39145 },
-  nginx: { serverHttp: 39120, clientHttp: 39121, serverTcp: 39124, clientTcp: 39125 },
-  haproxy: { serverHttp: 39130, clientHttp: 39131, serverTcp: 39134, clientTcp: 39135 },
-  'node-pipe': { serverHttp: 39150, clientHttp: 39151 },
+  app: 29100,
+  meshward: { serverHttp: 29110, serverAdmin: 29111, clientHttp: 29112, clientAdmin: 29113, serverTcp: 29114, clientTcp: 29115 },
+  'meshward-nodelay': { serverHttp: 29140, serverAdmin: 29141, clientHttp: 29142, clientAdmin: 29143, serverTcp: 29144, clientTcp: 29145 },
+  nginx: { serverHttp: 29120, clientHttp: 29121, serverTcp: 29124, clientTcp: 29125 },
+  haproxy: { serverHttp: 29130, clientHttp: 29131, serverTcp: 29134, clientTcp: 29135 },
+  'node-pipe': { serverHttp: 29150, clientHttp: 29151 },
 } as const;
 
 /**
@@ -97,10 +101,9 @@ function tryListen(port: number): Promise<string | null> {
 /**
  * Throws if any benchmark port is taken. A process left over from an
  * interrupted run would otherwise answer in place of the one being started
- * (whose own listen fails), and be measured instead of it. The ports lie in
- * the kernel's ephemeral range, so one can also be the local port of a
- * closed connection in TIME-WAIT (after the test suite, say): that frees
- * itself within a minute, so a taken port is tried again for 70 s first.
+ * (whose own listen fails), and be measured instead of it. A closed
+ * connection in TIME-WAIT can also hold one for a minute, so a taken port
+ * is tried again for 70 s first.
  */
 export async function assertPortsFree(): Promise<void> {
   const ports = Object.values(PORTS).flatMap((p) => (typeof p === 'number' ? [p] : Object.values(p)));
