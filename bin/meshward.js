@@ -11,15 +11,16 @@ import process from 'node:process';
 
 enableCompileCache();
 
-// Proxy processes run with V8's young generation held at a fixed size, so
-// a proxy can give back the 10 MiB start-up leaves there as soon as it is
-// ready and still collect as seldom under load as before
-// (src/lib/young-generation.ts, src/lib/memory-trim.ts). V8 reads the size
-// only when the process starts, and NODE_OPTIONS may not carry it, hence
+// Proxy processes run with V8 flags of their own: the young generation
+// held at a fixed size, so a proxy can give back the 10 MiB start-up leaves
+// there as soon as it is ready and still collect as seldom under load as
+// before, and V8's memory reducer off, so a quiet spell does not throw away
+// the proxy's optimized code (src/lib/proxy-node-flags.ts). V8 reads them
+// only when the process starts, and NODE_OPTIONS may not carry them, hence
 // the relaunch: execve keeps the pid, stdio and environment, and costs one
-// Node start-up (about 40 ms; `meshward up` gives the flag itself).
+// Node start-up (about 40 ms; `meshward up` gives the flags itself).
 if (typeof process.execve === 'function') {
-  const { nodeFlagsFor } = await import('../src/lib/young-generation.ts');
+  const { nodeFlagsFor } = await import('../src/lib/proxy-node-flags.ts');
   const flags = nodeFlagsFor(process.argv[2], process.execArgv, process.env.NODE_OPTIONS);
   if (flags.length > 0) {
     try {

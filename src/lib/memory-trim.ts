@@ -24,6 +24,13 @@
 // matters and speed does not. Busy and idle are read from the process's
 // own CPU time once a window: nothing on the request path.
 //
+// V8's own memory reducer makes such collections a few seconds into any
+// quiet spell. Proxies run with it off (proxy-node-flags.ts): a
+// memory-reducing collection also discards the optimized code of the
+// request path, and the traffic after it pays for recompiling. So the trims
+// here are a proxy's only ones: at the end of start-up, before there is
+// optimized code to lose, and after minutes of quiet.
+//
 // A held young generation also fills again while the process idles: health
 // probes and certificate renewals allocate a little, and each page they
 // touch stays resident until the next trim (a plain collection does not

@@ -1,11 +1,7 @@
-// Which processes run with V8's young generation held at a fixed size, and
-// how a Node command line says so: one place for the launcher
-// (bin/meshward.js), `meshward up` (which starts its proxies with the flag
-// already given, sparing them the relaunch) and the idle trim
-// (memory-trim.ts, which trims at once only when the size is held).
-
-/** The commands whose processes are proxies: long-lived, started once, then busy or idle for hours. */
-export const PROXY_COMMANDS: ReadonlySet<string> = new Set(['proxy', 'node-proxy', 'gateway']);
+// How a Node command line holds V8's young generation at a fixed size, and
+// whether this process was started so: read by the proxy flags
+// (proxy-node-flags.ts), which give the size to proxy processes, and by the
+// idle trim (memory-trim.ts, which trims at once only when the size is held).
 
 /**
  * Semi-spaces of 8 MiB: the size start-up and traffic grow a proxy's young
@@ -42,11 +38,12 @@ export function semiSpaceFlags(args: readonly string[]): SemiSpaceFlags {
   return { ...(min !== undefined && { min }), ...(max !== undefined && { max }) };
 }
 
-const words = (options: string | undefined): string[] => (options ?? '').split(/\s+/).filter((w) => w !== '');
+/** NODE_OPTIONS as separate flags. */
+export const nodeOptionsWords = (options: string | undefined): string[] => (options ?? '').split(/\s+/).filter((w) => w !== '');
 
 /** True when the caller gave Node a semi-space size, on its command line or in NODE_OPTIONS: theirs is kept. */
 export function sizedByCaller(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
-  const given = semiSpaceFlags([...execArgv, ...words(nodeOptions)]);
+  const given = semiSpaceFlags([...execArgv, ...nodeOptionsWords(nodeOptions)]);
   return given.min !== undefined || given.max !== undefined;
 }
 
@@ -58,12 +55,4 @@ export function sizedByCaller(execArgv: readonly string[], nodeOptions: string |
 export function youngGenerationHeld(execArgv: readonly string[] = process.execArgv): boolean {
   const { min } = semiSpaceFlags(execArgv);
   return min !== undefined && min > 0;
-}
-
-/**
- * The Node flags a process running `command` should be started with: the
- * held young generation for a proxy, unless the caller sized it.
- */
-export function nodeFlagsFor(command: string | undefined, execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  return PROXY_COMMANDS.has(command ?? '') && !sizedByCaller(execArgv, nodeOptions) ? [YOUNG_GENERATION_FLAG] : [];
 }

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runMeshward, startProxyProcess } from '../support/cli.ts';
@@ -59,6 +59,10 @@ describe('meshward proxy', () => {
       const memory = (await (await fetch(`http://127.0.0.1:${admin}/memory`)).json()) as { youngGenerationMiB: number; youngGenerationResidentMiB: number };
       assert.ok(memory.youngGenerationMiB >= 8, JSON.stringify(memory));
       assert.ok(memory.youngGenerationResidentMiB <= 3, JSON.stringify(memory));
+      // The launcher relaunched itself in the same process with the proxy flags, once each.
+      const argv = readFileSync(`/proc/${proxy.child.pid}/cmdline`, 'utf8').split('\0');
+      assert.equal(argv.filter((a) => a === '--min-semi-space-size=8').length, 1, argv.join(' '));
+      assert.equal(argv.filter((a) => a === '--no-memory-reducer').length, 1, argv.join(' '));
     } finally {
       proxy.child.kill('SIGTERM');
     }

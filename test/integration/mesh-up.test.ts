@@ -327,10 +327,11 @@ describe('meshward up --sidecars: one proxy process per workload', { timeout: 12
       // Four workload proxies and the gateway, each its own process.
       const proxyPids = [...pidsMatching(`node-proxy -f ${meshFile}`), ...pidsMatching(`gateway -f ${meshFile}`)];
       assert.equal(proxyPids.length, 5);
-      // Started with the young generation held, once: up gives the flag, so the launcher does not relaunch with it again.
+      // Started with the proxy flags, once each: up gives them, so the launcher does not relaunch with them again.
       for (const pid of proxyPids) {
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
         assert.equal(argv.filter((a) => a === '--min-semi-space-size=8').length, 1, argv.join(' '));
+        assert.equal(argv.filter((a) => a === '--no-memory-reducer').length, 1, argv.join(' '));
       }
       assert.equal((await placeOrder(await token('admin'))).status, 201);
       assert.equal((await call(`${REPORTING_TO_PAYMENT}/api/v1/payments/summary`)).status, 403);

@@ -22,7 +22,7 @@ import { collectMeshStatus, renderMeshStatus } from './mesh-status.ts';
 import { formatForTerminal, isAccessLogLine, rateLimitedRequests } from './show.ts';
 import { Supervisor, type ChildSpec, type Supervised } from './supervisor.ts';
 import { processAlive } from '../../lib/process.ts';
-import { nodeFlagsFor } from '../../lib/young-generation.ts';
+import { nodeFlagsFor } from '../../lib/proxy-node-flags.ts';
 
 export interface UpOptions {
   filename: string;

@@ -1,11 +1,11 @@
-// The young generation's flags (src/lib/young-generation.ts): which
-// processes get them, and a caller's own size read in both spellings V8
-// takes, so that it is kept and the idle trim knows it.
+// The young generation's flags (src/lib/young-generation.ts): a caller's
+// own size read in both spellings V8 takes, so that it is kept and the idle
+// trim knows it.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { YOUNG_GENERATION_FLAG, nodeFlagsFor, semiSpaceFlags, sizedByCaller, youngGenerationHeld } from '../../../src/lib/young-generation.ts';
+import { semiSpaceFlags, sizedByCaller, youngGenerationHeld } from '../../../src/lib/young-generation.ts';
 
 describe('young generation flags', () => {
   it('reads a semi-space size in both spellings, the last one winning', () => {
@@ -32,11 +32,9 @@ describe('young generation flags', () => {
     assert.equal(youngGenerationHeld(JSON.parse(child.stdout) as string[]), true, child.stdout);
   });
 
-  it('gives the flag to proxy commands only, and never over a size the caller chose', () => {
-    for (const command of ['proxy', 'node-proxy', 'gateway']) assert.deepEqual(nodeFlagsFor(command, [], undefined), [YOUNG_GENERATION_FLAG]);
-    for (const command of ['controlplane', 'up', 'validate', undefined]) assert.deepEqual(nodeFlagsFor(command, [], undefined), []);
-    assert.deepEqual(nodeFlagsFor('proxy', ['--max-semi-space-size=0'], undefined), []);
-    assert.deepEqual(nodeFlagsFor('proxy', [], '--max-old-space-size=256  --max-semi-space-size=4'), []);
+  it('knows a size the caller chose, on the command line or in NODE_OPTIONS', () => {
+    assert.equal(sizedByCaller([], '--max-old-space-size=256  --max-semi-space-size=4'), true);
+    assert.equal(sizedByCaller(['--max-semi-space-size=0'], undefined), true);
     assert.equal(sizedByCaller([], '--max-old-space-size=256'), false);
     assert.equal(sizedByCaller(['--min_semi_space_size=2'], undefined), true);
   });

@@ -1,0 +1,47 @@
+// The Node flags a proxy process runs with. V8 reads them only when a
+// process starts, so they go on its command line: the launcher
+// (bin/meshward.js) relaunches a proxy without them, and `meshward up`
+// starts its proxies with them and spares them the relaunch. A flag the
+// caller set either way is the caller's choice, and kept.
+//
+// - The young generation held at a fixed size (young-generation.ts).
+// - V8's memory reducer off. Left on, it runs a memory-reducing collection
+//   a few seconds after a process goes quiet, and such a collection lets
+//   go of the object shapes (maps) that only optimized code still refers
+//   to: between requests a proxy has no request objects alive, so the
+//   optimized functions of its request path are thrown away with them
+//   (about 50 in the benchmark's two proxies, "embedded weak objects
+//   cleared"). The next traffic then runs unoptimized code and recompiles
+//   on the proxy's own core for seconds: at 1,000 requests/s over one
+//   connection after 20 s of quiet, p99 0.8–2.4 ms and 7–18 % more CPU per
+//   request, against 0.57–1.2 ms with the reducer off (docs/benchmarks.md,
+//   "The memory reducer"). The proxy gives idle memory back by itself
+//   instead, once ready and after idle minutes (memory-trim.ts).
+
+import { YOUNG_GENERATION_FLAG, nodeOptionsWords, sizedByCaller } from './young-generation.ts';
+
+/** The commands whose processes are proxies: long-lived, started once, then busy or idle for hours. */
+export const PROXY_COMMANDS: ReadonlySet<string> = new Set(['proxy', 'node-proxy', 'gateway']);
+
+export const MEMORY_REDUCER_OFF = '--no-memory-reducer';
+
+/** `--memory-reducer` and its negations in every spelling V8 takes (`--no-`, `--no`, `_` for `-`). */
+const MEMORY_REDUCER = /^--(?:no[-_]?)?memory[-_]reducer(?:=.*)?$/;
+
+/** True when a Node command line (or NODE_OPTIONS) turns V8's memory reducer on or off. */
+export function memoryReducerSetByCaller(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
+  return [...execArgv, ...nodeOptionsWords(nodeOptions)].some((arg) => MEMORY_REDUCER.test(arg));
+}
+
+/**
+ * The Node flags a process running `command` should be started with and
+ * was not: for a proxy, the held young generation unless the caller sized
+ * it, and the memory reducer off unless the caller set it.
+ */
+export function nodeFlagsFor(command: string | undefined, execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  if (!PROXY_COMMANDS.has(command ?? '')) return [];
+  const flags: string[] = [];
+  if (!sizedByCaller(execArgv, nodeOptions)) flags.push(YOUNG_GENERATION_FLAG);
+  if (!memoryReducerSetByCaller(execArgv, nodeOptions)) flags.push(MEMORY_REDUCER_OFF);
+  return flags;
+}

@@ -1,0 +1,44 @@
+// The Node flags proxy processes are started with (src/lib/proxy-node-flags.ts):
+// only proxies get them, a flag the caller set either way is kept, and the
+// pinned Node takes them.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { MEMORY_REDUCER_OFF, memoryReducerSetByCaller, nodeFlagsFor } from '../../../src/lib/proxy-node-flags.ts';
+import { YOUNG_GENERATION_FLAG } from '../../../src/lib/young-generation.ts';
+
+describe('proxy node flags', () => {
+  it('gives proxy commands the held young generation and the memory reducer off', () => {
+    for (const command of ['proxy', 'node-proxy', 'gateway']) assert.deepEqual(nodeFlagsFor(command, [], undefined), [YOUNG_GENERATION_FLAG, MEMORY_REDUCER_OFF]);
+    for (const command of ['controlplane', 'up', 'validate', undefined]) assert.deepEqual(nodeFlagsFor(command, [], undefined), []);
+  });
+
+  it('never overrides a semi-space size the caller chose', () => {
+    assert.deepEqual(nodeFlagsFor('proxy', ['--max-semi-space-size=0'], undefined), [MEMORY_REDUCER_OFF]);
+    assert.deepEqual(nodeFlagsFor('proxy', [], '--max-old-space-size=256  --max-semi-space-size=4'), [MEMORY_REDUCER_OFF]);
+  });
+
+  it('keeps the memory reducer as the caller set it, in every spelling V8 takes', () => {
+    for (const flag of ['--memory-reducer', '--no-memory-reducer', '--nomemory-reducer', '--no_memory_reducer', '--memory_reducer']) {
+      assert.equal(memoryReducerSetByCaller([flag], undefined), true, flag);
+      assert.deepEqual(nodeFlagsFor('gateway', [flag], undefined), [YOUNG_GENERATION_FLAG], flag);
+    }
+    assert.equal(memoryReducerSetByCaller([], '--memory-reducer'), true);
+    // A different flag with the same stem is not this one.
+    assert.equal(memoryReducerSetByCaller(['--memory-reducer-for-small-heaps'], undefined), false);
+    assert.equal(memoryReducerSetByCaller(['--max-old-space-size=256'], '--trace-gc'), false);
+  });
+
+  it('once given, asks for nothing more: the relaunch happens once', () => {
+    const flags = nodeFlagsFor('proxy', [], undefined);
+    assert.deepEqual(nodeFlagsFor('proxy', flags, undefined), []);
+  });
+
+  it('gives flags that this Node accepts', () => {
+    const child = spawnSync(process.execPath, [...nodeFlagsFor('proxy', [], undefined), '-p', 'JSON.stringify(process.execArgv)'], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    // execArgv ends with -p and its script.
+    assert.deepEqual((JSON.parse(child.stdout) as string[]).slice(0, 2), [YOUNG_GENERATION_FLAG, MEMORY_REDUCER_OFF]);
+  });
+});
