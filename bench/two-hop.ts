@@ -54,7 +54,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, handshakeLoop, processTree, rssMiB, wrk, type WrkResult } from './two-hop/measure.ts';
+import { cpuSeconds, handshakeLoop, median, processTree, rssMiB, wrk, type WrkResult } from './two-hop/measure.ts';
 import { createPki } from './two-hop/pki.ts';
 import { PORTS, assertPortsFree, REPO, SYSTEM_NAMES, isMeshward, startApp, startSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
 import { runWorkloads } from './two-hop/workloads.ts';
@@ -159,13 +159,6 @@ function ensureTools(): { missing: string[] } {
   }
   return { missing: missing.map(([cmd]) => cmd) };
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
 

@@ -176,3 +176,11 @@ export async function handshakeLoop(o: HandshakeOptions): Promise<{ ok: number; 
   );
   return { ok, noTicket, errors };
 }
+
+/** The median of the finite values; NaN when there are none. */
+export function median(xs: readonly number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

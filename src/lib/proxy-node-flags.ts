@@ -13,10 +13,11 @@
 //   (about 50 in the benchmark's two proxies, "embedded weak objects
 //   cleared"). The next traffic then runs unoptimized code and recompiles
 //   on the proxy's own core for seconds: at 1,000 requests/s over one
-//   connection after 20 s of quiet, p99 0.8–2.4 ms and 7–18 % more CPU per
-//   request, against 0.57–1.2 ms with the reducer off (docs/benchmarks.md,
-//   "The memory reducer"). The proxy gives idle memory back by itself
-//   instead, once ready and after idle minutes (memory-trim.ts).
+//   connection after 20 s of quiet, a median p99 of 1.4 ms against 0.7 ms
+//   with the reducer off, and 7–18 % more CPU per request
+//   (bench/quiet-spell.ts; docs/benchmarks.md, "The memory reducer").
+//   The proxy gives idle memory back by itself instead, once ready and
+//   after idle minutes (memory-trim.ts).
 
 import { YOUNG_GENERATION_FLAG, nodeOptionsWords, sizedByCaller } from './young-generation.ts';
 
