@@ -13,16 +13,11 @@
 // then twice: 4 s at saturation, the quiet spell, 8 s paced. Same pinning
 // as bench/two-hop.ts: load on core 0, the app and both proxies on core 1.
 
-import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, median, processTree, wrk } from './two-hop/measure.ts';
-import { createPki } from './two-hop/pki.ts';
-import { PORTS, assertPortsFree, startApp, startSystem, waitForPort } from './two-hop/systems.ts';
-import { onPath } from './host.ts';
+import { eachMeshwardVariant, startPairBench } from './two-hop/systems.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -45,15 +40,7 @@ const RUNS_PER_PAIR = 2;
 const LOAD_CORE = '0';
 const SUT_CORE = '1';
 
-for (const tool of ['wrk', 'taskset']) {
-  if (!onPath(tool)) throw new Error(`${tool} is not installed (bench/two-hop.ts installs it)`);
-}
-
-const dir = mkdtempSync(join(tmpdir(), 'meshward-quiet-'));
-const pki = createPki(dir);
-await assertPortsFree();
-const app = startApp(process.execPath, SUT_CORE, join(dir, 'app.log'));
-await waitForPort(PORTS.app);
+const { dir, pki, app } = await startPairBench('meshward-quiet-', SUT_CORE);
 
 interface Run {
   readonly p50: number;
@@ -64,35 +51,25 @@ interface Run {
 const runs = new Map<string, Run[]>(Object.keys(VARIANTS).map((n) => [n, []]));
 const rows: string[] = [];
 
-for (let round = 0; round < ROUNDS; round++) {
-  const names = Object.keys(VARIANTS);
-  // Rotate the order per round, so no variant always runs first.
-  const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
-  for (const name of order) {
-    const s = await startSystem('meshward', { dir, pki, nodeBin: process.execPath, core: SUT_CORE, logFile: join(dir, 'proxies.log'), nodeArgs: VARIANTS[name] });
-    const url = `http://127.0.0.1:${s.httpPort}/`;
-    const pids = [s.client.proc.pid!, s.server.proc.pid!];
-    await wrk({ core: LOAD_CORE, url, connections: 50, seconds: 5 });
-    for (let k = 0; k < RUNS_PER_PAIR; k++) {
-      await wrk({ core: LOAD_CORE, url, connections: 50, seconds: 4 });
-      await sleep(QUIET_MS);
-      const before = pids.map((p) => cpuSeconds(processTree(p)));
-      const t0 = performance.now();
-      const paced = await wrk({ core: LOAD_CORE, url, connections: 1, seconds: PACED_S, rate: RATE });
-      const secs = (performance.now() - t0) / 1000;
-      // vCPU at exactly RATE req/s: scaled by the rate achieved.
-      const scale = RATE / (paced.requests / secs);
-      const [client, server] = pids.map((p, i) => ((cpuSeconds(processTree(p)) - before[i]!) / secs) * scale) as [number, number];
-      runs.get(name)!.push({ p50: paced.p50, p99: paced.p99, client, server });
-      rows.push(`| ${round + 1} | ${name} | ${paced.p50} ms | ${paced.p99} ms | ${client.toFixed(3)} / ${server.toFixed(3)} |`);
-      console.error(rows.at(-1));
-    }
-    for (const p of [s.client.proc, s.server.proc]) {
-      p.kill('SIGTERM');
-      await once(p, 'exit');
-    }
+await eachMeshwardVariant({ rounds: ROUNDS, variants: VARIANTS, dir, pki, core: SUT_CORE }, async (s, name, round) => {
+  const url = `http://127.0.0.1:${s.httpPort}/`;
+  const pids = [s.client.proc.pid!, s.server.proc.pid!];
+  await wrk({ core: LOAD_CORE, url, connections: 50, seconds: 5 });
+  for (let k = 0; k < RUNS_PER_PAIR; k++) {
+    await wrk({ core: LOAD_CORE, url, connections: 50, seconds: 4 });
+    await sleep(QUIET_MS);
+    const before = pids.map((p) => cpuSeconds(processTree(p)));
+    const t0 = performance.now();
+    const paced = await wrk({ core: LOAD_CORE, url, connections: 1, seconds: PACED_S, rate: RATE });
+    const secs = (performance.now() - t0) / 1000;
+    // vCPU at exactly RATE req/s: scaled by the rate achieved.
+    const scale = RATE / (paced.requests / secs);
+    const [client, server] = pids.map((p, i) => ((cpuSeconds(processTree(p)) - before[i]!) / secs) * scale) as [number, number];
+    runs.get(name)!.push({ p50: paced.p50, p99: paced.p99, client, server });
+    rows.push(`| ${round + 1} | ${name} | ${paced.p50} ms | ${paced.p99} ms | ${client.toFixed(3)} / ${server.toFixed(3)} |`);
+    console.error(rows.at(-1));
   }
-}
+});
 app.kill('SIGTERM');
 rmSync(dir, { recursive: true, force: true });
 

@@ -54,9 +54,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, handshakeLoop, median, processTree, rssMiB, wrk, type WrkResult } from './two-hop/measure.ts';
+import { cpuSeconds, handshakeLoop, median, processTree, rotate, rssMiB, wrk, type WrkResult } from './two-hop/measure.ts';
 import { createPki } from './two-hop/pki.ts';
-import { PORTS, assertPortsFree, REPO, SYSTEM_NAMES, isMeshward, startApp, startSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
+import { PORTS, assertPortsFree, REPO, SYSTEM_NAMES, isMeshward, startApp, startSystem, stopSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
 import { runWorkloads } from './two-hop/workloads.ts';
 import { onPath } from './host.ts';
 
@@ -159,8 +159,6 @@ function ensureTools(): { missing: string[] } {
   }
   return { missing: missing.map(([cmd]) => cmd) };
 }
-
-const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
 
 function fmt(x: number, digits = 2): string {
   if (!Number.isFinite(x)) return '–';
@@ -344,12 +342,7 @@ for (const s of systems) {
 
 // CPU profiles are written when the proxies exit.
 if (opts['cpu-prof'] !== undefined) {
-  for (const s of systems.filter((x) => isMeshward(x.name))) {
-    for (const p of [s.client.proc, s.server.proc]) {
-      p.kill('SIGTERM');
-      await once(p, 'exit');
-    }
-  }
+  for (const s of systems.filter((x) => isMeshward(x.name))) await stopSystem(s);
 }
 
 // Node-proxy mode: N workloads in one process.

@@ -12,15 +12,10 @@
 // a larger held size. Same pinning as bench/two-hop.ts: load on core 0, the
 // app and both proxies on core 1.
 
-import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, processTree, rssMiB, wrk } from './two-hop/measure.ts';
-import { createPki } from './two-hop/pki.ts';
-import { PORTS, assertPortsFree, startApp, startSystem, waitForPort } from './two-hop/systems.ts';
-import { onPath } from './host.ts';
+import { PORTS, eachMeshwardVariant, startPairBench } from './two-hop/systems.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -40,15 +35,7 @@ const PACED_S = 15;
 const LOAD_CORE = '0';
 const SUT_CORE = '1';
 
-for (const tool of ['wrk', 'taskset']) {
-  if (!onPath(tool)) throw new Error(`${tool} is not installed (bench/two-hop.ts installs it)`);
-}
-
-const dir = mkdtempSync(join(tmpdir(), 'meshward-young-'));
-const pki = createPki(dir);
-await assertPortsFree();
-const app = startApp(process.execPath, SUT_CORE, join(dir, 'app.log'));
-await waitForPort(PORTS.app);
+const { dir, pki, app } = await startPairBench('meshward-young-', SUT_CORE);
 
 async function youngGeneration(adminPort: number): Promise<string> {
   const m = (await (await fetch(`http://127.0.0.1:${adminPort}/memory`)).json()) as { youngGenerationMiB: number; youngGenerationResidentMiB: number };
@@ -56,29 +43,19 @@ async function youngGeneration(adminPort: number): Promise<string> {
 }
 
 const rows: string[] = [];
-for (let round = 0; round < ROUNDS; round++) {
-  const names = Object.keys(VARIANTS);
-  // Rotate the order per round, so no variant always runs first.
-  const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
-  for (const name of order) {
-    const s = await startSystem('meshward', { dir, pki, nodeBin: process.execPath, core: SUT_CORE, logFile: join(dir, 'proxies.log'), nodeArgs: VARIANTS[name] });
-    const url = `http://127.0.0.1:${s.httpPort}/`;
-    await wrk({ core: LOAD_CORE, url, connections: 10, seconds: 3, rate: 1000 });
-    const pids = [s.client.proc.pid!, s.server.proc.pid!];
-    const before = pids.map((p) => cpuSeconds(processTree(p)));
-    const paced = await wrk({ core: LOAD_CORE, url, connections: 10, seconds: PACED_S, rate: 1000 });
-    const vcpu = pids.map((p, i) => ((cpuSeconds(processTree(p)) - before[i]!) / PACED_S).toFixed(3));
-    const young = await youngGeneration(PORTS.meshward.serverAdmin);
-    const sat = await wrk({ core: LOAD_CORE, url, connections: 50, seconds: 5 });
-    const rss = pids.map((p) => rssMiB([p]).toFixed(1));
-    rows.push(`| ${round + 1} | ${name} | ${vcpu.join(' / ')} | ${paced.p50} ms | ${paced.p99} ms | ${Math.round(sat.rps).toLocaleString('en')} | ${rss.join(' / ')} MiB | ${young} |`);
-    console.error(rows.at(-1));
-    for (const p of [s.client.proc, s.server.proc]) {
-      p.kill('SIGTERM');
-      await once(p, 'exit');
-    }
-  }
-}
+await eachMeshwardVariant({ rounds: ROUNDS, variants: VARIANTS, dir, pki, core: SUT_CORE }, async (s, name, round) => {
+  const url = `http://127.0.0.1:${s.httpPort}/`;
+  await wrk({ core: LOAD_CORE, url, connections: 10, seconds: 3, rate: 1000 });
+  const pids = [s.client.proc.pid!, s.server.proc.pid!];
+  const before = pids.map((p) => cpuSeconds(processTree(p)));
+  const paced = await wrk({ core: LOAD_CORE, url, connections: 10, seconds: PACED_S, rate: 1000 });
+  const vcpu = pids.map((p, i) => ((cpuSeconds(processTree(p)) - before[i]!) / PACED_S).toFixed(3));
+  const young = await youngGeneration(PORTS.meshward.serverAdmin);
+  const sat = await wrk({ core: LOAD_CORE, url, connections: 50, seconds: 5 });
+  const rss = pids.map((p) => rssMiB([p]).toFixed(1));
+  rows.push(`| ${round + 1} | ${name} | ${vcpu.join(' / ')} | ${paced.p50} ms | ${paced.p99} ms | ${Math.round(sat.rps).toLocaleString('en')} | ${rss.join(' / ')} MiB | ${young} |`);
+  console.error(rows.at(-1));
+});
 app.kill('SIGTERM');
 rmSync(dir, { recursive: true, force: true });
 

@@ -21,11 +21,14 @@
 // through the same mTLS, carrying the same HTTP/1.1 bytes opaquely.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { rssMiB } from './measure.ts';
-import { NAMESPACE, SERVER_DNS, TRUST_DOMAIN, spiffeId, type Leaf, type Pki } from './pki.ts';
+import { rotate, rssMiB } from './measure.ts';
+import { NAMESPACE, SERVER_DNS, TRUST_DOMAIN, createPki, spiffeId, type Leaf, type Pki } from './pki.ts';
+import { onPath } from '../host.ts';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 
@@ -463,4 +466,57 @@ s.listen(${PORTS.app}, '127.0.0.1');
 process.on('SIGTERM', () => process.exit(0));
 `;
   return pinned(core, nodeBin, ['-e', code], logFile);
+}
+
+/** Stops both sidecars of a system and waits for them to exit. */
+export async function stopSystem(s: RunningSystem): Promise<void> {
+  for (const p of [s.client.proc, s.server.proc]) {
+    p.kill('SIGTERM');
+    await once(p, 'exit');
+  }
+}
+
+/**
+ * What a benchmark of meshward's pair alone starts from: wrk and taskset
+ * present, the ports free, a fresh PKI in a new directory, the app up on
+ * `core`. The caller removes `dir` and stops `app`.
+ */
+export async function startPairBench(dirPrefix: string, core: string): Promise<{ dir: string; pki: Pki; app: ChildProcess }> {
+  for (const tool of ['wrk', 'taskset']) {
+    if (!onPath(tool)) throw new Error(`${tool} is not installed (bench/two-hop.ts installs it)`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), dirPrefix));
+  const pki = createPki(dir);
+  await assertPortsFree();
+  const app = startApp(process.execPath, core, join(dir, 'app.log'));
+  await waitForPort(PORTS.app);
+  return { dir, pki, app };
+}
+
+export interface VariantRounds {
+  readonly rounds: number;
+  /** A name for each variant, and the Node flags both proxies run with. */
+  readonly variants: Readonly<Record<string, readonly string[]>>;
+  readonly dir: string;
+  readonly pki: Pki;
+  readonly core: string;
+}
+
+/**
+ * Runs `measure` on a fresh meshward pair for each variant, `rounds` times,
+ * the order rotated per round so that no variant always runs first; the
+ * pair is stopped after each.
+ */
+export async function eachMeshwardVariant(o: VariantRounds, measure: (s: RunningSystem, name: string, round: number) => Promise<void>): Promise<void> {
+  const names = Object.keys(o.variants);
+  for (let round = 0; round < o.rounds; round++) {
+    for (const name of rotate(names, round)) {
+      const s = await startSystem('meshward', { dir: o.dir, pki: o.pki, nodeBin: process.execPath, core: o.core, logFile: join(o.dir, 'proxies.log'), nodeArgs: o.variants[name] });
+      try {
+        await measure(s, name, round);
+      } finally {
+        await stopSystem(s);
+      }
+    }
+  }
 }
