@@ -36,8 +36,11 @@
 // when named in --only, node-pipe: a floor, not a proxy (two Node
 // processes that only copy bytes over the same mTLS hop; what meshward
 // costs above it is its own work).
-// Then RSS of each sidecar process, and node-proxy mode: N WorkloadProxy
-// objects in one process, RSS per extra workload.
+// Then RSS of each sidecar process: idle before the rounds, after them,
+// trimmed at once, and settled (--settle-seconds without traffic, long
+// enough for the pools to close their idle connections, then trimmed);
+// and node-proxy mode: N WorkloadProxy objects in one process, RSS per
+// extra workload.
 //
 // Run (as root it installs nginx, haproxy, wrk with apt-get when missing;
 // otherwise a missing baseline is skipped and the table says so):
@@ -45,6 +48,7 @@
 //     [--rate 1000] [--paced-connections 1,20] [--warm-seconds 5]
 //     [--hs-seconds 4] [--workloads 1,5,10] [--no-tcp]
 //     [--access-log null|file] [--cpu-prof DIR] [--meshward-import FILE] [--gap-ms 1000]
+//     [--settle-seconds 62]  (0: no settled measurement)
 //     [--meshward-node-flags=--max-semi-space-size=4]  (with '=': the value starts with --)
 //     [--only meshward,meshward-nodelay,nginx,haproxy,node-pipe]
 
@@ -100,6 +104,7 @@ const { values: opts } = parseArgs({
     'meshward-node-flags': { type: 'string' },
     only: { type: 'string', default: 'meshward,meshward-nodelay,nginx,haproxy' },
     'gap-ms': { type: 'string', default: '1000' },
+    'settle-seconds': { type: 'string', default: '62' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -116,6 +121,7 @@ const HS_C = Number(opts['hs-concurrency']);
 const WORKLOAD_COUNTS = opts.workloads.split(',').filter((s) => s !== '').map(Number);
 const TCP = !opts['no-tcp'];
 const GAP_MS = Number(opts['gap-ms']);
+const SETTLE_S = Number(opts['settle-seconds']);
 /** A pause between runs, so one run's after-effects (GC, a throttled vCPU) fall less on the next. */
 const gap = (): Promise<void> => new Promise((r) => setTimeout(r, GAP_MS));
 
@@ -326,6 +332,13 @@ for (const s of systems) {
   hwm.set(s.client.label, rssMiB(processTree(s.client.proc.pid!), 'VmHWM'));
   hwm.set(s.server.label, rssMiB(processTree(s.server.proc.pid!), 'VmHWM'));
 }
+/** POST /memory/trim, then a wait for the trim's second pass at the C allocator (src/lib/memory-trim.ts). */
+async function trimMemory(label: string, adminPort: number): Promise<void> {
+  const trim = await fetch(`http://127.0.0.1:${adminPort}/memory/trim`, { method: 'POST' });
+  if (trim.status !== 200) throw new Error(`POST /memory/trim on ${label}: HTTP ${trim.status}`);
+  await new Promise((r) => setTimeout(r, 1300));
+}
+
 // And once a meshward proxy has given its idle memory back, as it does by
 // itself after three idle minutes (asked for now: POST /memory/trim).
 const rssTrimmed = new Map<string, number>();
@@ -333,10 +346,24 @@ for (const s of systems) {
   if (!isMeshward(s.name)) continue;
   const P = PORTS[s.name];
   for (const [side, admin] of [[s.client, P.clientAdmin], [s.server, P.serverAdmin]] as const) {
-    const trim = await fetch(`http://127.0.0.1:${admin}/memory/trim`, { method: 'POST' });
-    if (trim.status !== 200) throw new Error(`POST /memory/trim on ${side.label}: HTTP ${trim.status}`);
-    await new Promise((r) => setTimeout(r, 300));
+    await trimMemory(side.label, admin);
     rssTrimmed.set(side.label, rssMiB([side.proc.pid!]));
+  }
+}
+// And settled: once the proxies' pools have closed their idle connections
+// (60 s after last use) and the connections' memory is free, as a sidecar
+// stands after traffic has stopped, trimmed again.
+const rssSettled = new Map<string, number>();
+if (SETTLE_S > 0 && systems.some((s) => isMeshward(s.name))) {
+  log(`settling: ${SETTLE_S} s without traffic`);
+  await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
+  for (const s of systems) {
+    if (!isMeshward(s.name)) continue;
+    const P = PORTS[s.name];
+    for (const [side, admin] of [[s.client, P.clientAdmin], [s.server, P.serverAdmin]] as const) {
+      await trimMemory(side.label, admin);
+      rssSettled.set(side.label, rssMiB([side.proc.pid!]));
+    }
   }
 }
 
@@ -414,12 +441,12 @@ for (const n of PACED_CS) {
   }
 }
 lines.push('');
-lines.push('| sidecar process | RSS idle | of which its own (RssAnon) | RSS after the rounds | then idle (trimmed) | peak RSS (VmHWM) |');
-lines.push('|---|---:|---:|---:|---:|---:|');
+lines.push(`| sidecar process | RSS idle | of which its own (RssAnon) | RSS after the rounds | then trimmed | settled (${SETTLE_S} s, connections closed, trimmed) | peak RSS (VmHWM) |`);
+lines.push('|---|---:|---:|---:|---:|---:|---:|');
+const mib = (x: number | undefined): string => (x === undefined ? '–' : `${fmt(x, 1)} MiB`);
 for (const s of systems) {
   for (const side of [s.client, s.server]) {
-    const trimmed = rssTrimmed.get(side.label);
-    lines.push(`| ${side.label} | ${fmt(rssIdle.get(side.label)!, 1)} MiB | ${fmt(anonIdle.get(side.label)!, 1)} MiB | ${fmt(rss.get(side.label)!, 1)} MiB | ${trimmed === undefined ? '–' : `${fmt(trimmed, 1)} MiB`} | ${fmt(hwm.get(side.label)!, 1)} MiB |`);
+    lines.push(`| ${side.label} | ${mib(rssIdle.get(side.label))} | ${mib(anonIdle.get(side.label))} | ${mib(rss.get(side.label))} | ${mib(rssTrimmed.get(side.label))} | ${mib(rssSettled.get(side.label))} | ${mib(hwm.get(side.label))} |`);
   }
 }
 for (const s of systems) {

@@ -240,7 +240,8 @@ async function startMeshward(o: StartOptions, name: 'meshward' | 'meshward-nodel
   const anonIdle = rssMiB([probe.pid!], 'RssAnon');
   const trim = await fetch(`http://127.0.0.1:${P.serverAdmin}/memory/trim`, { method: 'POST' });
   if (trim.status !== 200) throw new Error(`POST /memory/trim: HTTP ${trim.status}`);
-  await new Promise((r) => setTimeout(r, 500));
+  // The trim's second pass at the C allocator comes a second later.
+  await new Promise((r) => setTimeout(r, 1300));
   const idleProbe = { idle, trimmed: rssMiB([probe.pid!]), anonIdle, anonTrimmed: rssMiB([probe.pid!], 'RssAnon') };
   await stopped(probe);
   const server = pinned(o.core, o.nodeBin, [...flags, bin, 'proxy', '--config', files.server], o.logFile);

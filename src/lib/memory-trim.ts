@@ -1,4 +1,6 @@
-// Gives a long-running process's idle memory back to the system.
+// Gives a long-running process's idle memory back to the system: V8's
+// (below), and the C allocator's free memory where the addon for it is
+// built (malloc-trim.ts).
 //
 // V8 grows the young generation while a process starts (modules compile,
 // config loads: a burst of allocation that survives) and under load, and
@@ -39,6 +41,7 @@
 
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { cMemoryTrimAvailable, releaseFreedCMemory } from './malloc-trim.ts';
 import { youngGenerationHeld } from './young-generation.ts';
 
 type GcFunction = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
@@ -63,12 +66,26 @@ function memoryReducingGc(): GcFunction | null {
   return gc;
 }
 
-/** Runs one memory-reducing collection now; false if V8 offers none. */
+/** How long after a trim the C allocator is trimmed once more. */
+const LATE_C_TRIM_MS = 1000;
+
+/**
+ * Runs one memory-reducing collection now, then gives the C allocator's
+ * free pages back (malloc-trim.ts): after the collection, since the
+ * native memory of what it collected (Buffers' contents, socket and TLS
+ * wraps) is freed by it. Some of that is freed a moment later (V8 sweeps
+ * array buffers on another thread, and Node's wraps go in a callback after
+ * the collection), hence one more C trim a second on. False if V8 offers
+ * no such collection.
+ */
 export function trimMemory(): boolean {
   const fn = memoryReducingGc();
-  if (fn === null) return false;
-  fn({ type: 'major', execution: 'sync', flavor: 'last-resort' });
-  return true;
+  if (fn !== null) fn({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  if (cMemoryTrimAvailable()) {
+    releaseFreedCMemory();
+    setTimeout(releaseFreedCMemory, LATE_C_TRIM_MS).unref();
+  }
+  return fn !== null;
 }
 
 const MiB = 1024 * 1024;
@@ -89,6 +106,8 @@ export interface MemoryReport {
   readonly youngGenerationMiB: number;
   readonly youngGenerationResidentMiB: number;
   readonly externalMiB: number;
+  /** Whether a trim also gives the C allocator's free memory back (malloc-trim.ts). */
+  readonly cMemoryTrim: boolean;
 }
 
 /** The process's memory as an operator reads it (the admin API's `/memory`). */
@@ -102,6 +121,7 @@ export function memoryReport(): MemoryReport {
     youngGenerationMiB: inMiB(young?.space_size ?? 0),
     youngGenerationResidentMiB: inMiB(young?.physical_space_size ?? 0),
     externalMiB: inMiB(m.external),
+    cMemoryTrim: cMemoryTrimAvailable(),
   };
 }
 

@@ -493,8 +493,10 @@ describe('inbound proxy', () => {
   });
 
   it('admin /memory reports the process memory, and POST /memory/trim gives the idle part back', async () => {
-    const mem = JSON.parse((await get(admin, '/memory')).body) as { rssMiB: number; youngGenerationMiB: number };
+    const mem = JSON.parse((await get(admin, '/memory')).body) as { rssMiB: number; youngGenerationMiB: number; cMemoryTrim: boolean };
     assert.ok(mem.rssMiB > 0 && mem.youngGenerationMiB > 0, JSON.stringify(mem));
+    // The addon `npm install` builds loads in the proxy (src/lib/malloc-trim.ts).
+    assert.equal(mem.cMemoryTrim, true, JSON.stringify(mem));
     assert.equal((await get(admin, '/memory/trim')).status, 405);
     const trim = await get(admin, '/memory/trim', { method: 'POST' });
     assert.equal(trim.status, 200);

@@ -99,5 +99,6 @@ describe('memory trim', () => {
     const r = memoryReport();
     assert.ok(r.rssMiB > r.heapUsedMiB && r.heapUsedMiB > 0, JSON.stringify(r));
     assert.ok(r.youngGenerationMiB >= r.youngGenerationResidentMiB, JSON.stringify(r));
+    assert.equal(typeof r.cMemoryTrim, 'boolean', JSON.stringify(r));
   });
 });
