@@ -332,39 +332,36 @@ for (const s of systems) {
   hwm.set(s.client.label, rssMiB(processTree(s.client.proc.pid!), 'VmHWM'));
   hwm.set(s.server.label, rssMiB(processTree(s.server.proc.pid!), 'VmHWM'));
 }
-/** POST /memory/trim, then a wait for the trim's second pass at the C allocator (src/lib/memory-trim.ts). */
-async function trimMemory(label: string, adminPort: number): Promise<void> {
-  const trim = await fetch(`http://127.0.0.1:${adminPort}/memory/trim`, { method: 'POST' });
-  if (trim.status !== 200) throw new Error(`POST /memory/trim on ${label}: HTTP ${trim.status}`);
-  await new Promise((r) => setTimeout(r, 1300));
-}
-
-// And once a meshward proxy has given its idle memory back, as it does by
-// itself after three idle minutes (asked for now: POST /memory/trim).
-const rssTrimmed = new Map<string, number>();
-for (const s of systems) {
-  if (!isMeshward(s.name)) continue;
-  const P = PORTS[s.name];
-  for (const [side, admin] of [[s.client, P.clientAdmin], [s.server, P.serverAdmin]] as const) {
-    await trimMemory(side.label, admin);
-    rssTrimmed.set(side.label, rssMiB([side.proc.pid!]));
-  }
-}
-// And settled: once the proxies' pools have closed their idle connections
-// (60 s after last use) and the connections' memory is free, as a sidecar
-// stands after traffic has stopped, trimmed again.
-const rssSettled = new Map<string, number>();
-if (SETTLE_S > 0 && systems.some((s) => isMeshward(s.name))) {
-  log(`settling: ${SETTLE_S} s without traffic`);
-  await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
+/**
+ * Each meshward proxy's RSS right after POST /memory/trim and the trim's
+ * second pass at the C allocator a second later (src/lib/memory-trim.ts).
+ */
+async function rssAfterTrim(): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
   for (const s of systems) {
     if (!isMeshward(s.name)) continue;
     const P = PORTS[s.name];
     for (const [side, admin] of [[s.client, P.clientAdmin], [s.server, P.serverAdmin]] as const) {
-      await trimMemory(side.label, admin);
-      rssSettled.set(side.label, rssMiB([side.proc.pid!]));
+      const trim = await fetch(`http://127.0.0.1:${admin}/memory/trim`, { method: 'POST' });
+      if (trim.status !== 200) throw new Error(`POST /memory/trim on ${side.label}: HTTP ${trim.status}`);
+      await new Promise((r) => setTimeout(r, 1300));
+      out.set(side.label, rssMiB([side.proc.pid!]));
     }
   }
+  return out;
+}
+
+// And once a meshward proxy has given its idle memory back, as it does by
+// itself after three idle minutes (asked for now: POST /memory/trim).
+const rssTrimmed = await rssAfterTrim();
+// And settled: once the proxies' pools have closed their idle connections
+// (60 s after last use) and the connections' memory is free, as a sidecar
+// stands after traffic has stopped, trimmed again.
+let rssSettled = new Map<string, number>();
+if (SETTLE_S > 0 && systems.some((s) => isMeshward(s.name))) {
+  log(`settling: ${SETTLE_S} s without traffic`);
+  await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
+  rssSettled = await rssAfterTrim();
 }
 
 // CPU profiles are written when the proxies exit.
@@ -441,7 +438,7 @@ for (const n of PACED_CS) {
   }
 }
 lines.push('');
-lines.push(`| sidecar process | RSS idle | of which its own (RssAnon) | RSS after the rounds | then trimmed | settled (${SETTLE_S} s, connections closed, trimmed) | peak RSS (VmHWM) |`);
+lines.push(`| sidecar process | RSS idle | of which its own (RssAnon) | RSS after the rounds | then trimmed | settled (${SETTLE_S} s without traffic, then trimmed) | peak RSS (VmHWM) |`);
 lines.push('|---|---:|---:|---:|---:|---:|---:|');
 const mib = (x: number | undefined): string => (x === undefined ? '–' : `${fmt(x, 1)} MiB`);
 for (const s of systems) {
