@@ -45,7 +45,7 @@ export interface ProxyMetrics {
   readonly limits: LimitSeries;
   request(labels: RequestLabels, durationMs: number): void;
   /** Counting for requests whose labels are `fixed` but for the response code (one connection's): the label set is found once per code. */
-  requestCounter(fixed: Omit<RequestLabels, 'response_code'>): (code: string, durationMs: number) => void;
+  requestCounter(fixed: Omit<RequestLabels, 'response_code'>): (code: number, durationMs: number) => void;
   tcpOpened(labels: TcpLabels): void;
   tcpClosed(labels: TcpLabels, bytes?: TcpBytes): void;
   /** A mesh mTLS handshake the inbound side completed and accepted, and how long it took. */
@@ -101,11 +101,12 @@ export function createProxyMetrics(): ProxyMetrics {
       series.cell(inboundKey(labels), () => ({ ...inboundDefaults(labels), response_flags: '-' })).observe(ms);
     },
     requestCounter(fixed) {
-      const byCode = new Map<string, RequestCell>();
+      // Keyed by the number: no string is made per request.
+      const byCode = new Map<number, RequestCell>();
       return (code, ms) => {
         let cell = byCode.get(code);
         if (cell === undefined) {
-          const labels: RequestLabels = { ...fixed, response_code: code };
+          const labels: RequestLabels = { ...fixed, response_code: String(code) };
           cell = series.cell(inboundKey(labels), () => ({ ...inboundDefaults(labels), response_flags: '-' }));
           byCode.set(code, cell);
         }

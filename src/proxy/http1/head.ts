@@ -140,6 +140,24 @@ function lineEnd(buf: Buffer, start: number, limit: number): number {
   return -1;
 }
 
+/** How far findHeadEnd scans in JavaScript before it asks Buffer#indexOf. */
+const HEAD_SCAN_IN_JS = 512;
+
+/**
+ * The offset of the first CRLFCRLF at or after `start`, or -1: where a
+ * message head ends. Most heads are a few hundred bytes, and reading them
+ * here costs less than the call into the native side Buffer#indexOf makes;
+ * past the first 512 bytes the native search takes over.
+ */
+export function findHeadEnd(buf: Buffer, start: number): number {
+  const stop = Math.min(buf.length, start + HEAD_SCAN_IN_JS);
+  for (let i = start + 3; i < stop; i++) {
+    if (buf[i] === LF && buf[i - 1] === CR && buf[i - 2] === LF && buf[i - 3] === CR) return i - 3;
+  }
+  // A match may start in the last three bytes scanned.
+  return stop === buf.length ? -1 : buf.indexOf(CRLFCRLF, Math.max(start, stop - 3));
+}
+
 /** The field line `fieldSpan` read last, as offsets (one parse at a time: no object per field). */
 const span = { name: 0, colon: 0, valueStart: 0, valueEnd: 0 };
 
@@ -256,7 +274,7 @@ function decimalAt(buf: Buffer, start: number, end: number): number {
  * limit, outside the strict subset, or malformed).
  */
 export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, maxCount: number): RequestHead | HeadResult {
-  const headEnd = buf.indexOf(CRLFCRLF, start);
+  const headEnd = findHeadEnd(buf, start);
   if (headEnd < 0) return buf.length - start > maxBytes ? 'unsupported' : 'incomplete';
   if (headEnd - start > maxBytes) return 'unsupported';
   // Request line: method SP origin-form SP HTTP/1.1 CRLF.
@@ -331,7 +349,7 @@ export function parseRequestHead(buf: Buffer, start: number, maxBytes: number, m
  * the values this proxy acts on become strings.
  */
 export function parseResponseHead(buf: Buffer, start: number, maxBytes: number): ResponseHead | HeadResult {
-  const headEnd = buf.indexOf(CRLFCRLF, start);
+  const headEnd = findHeadEnd(buf, start);
   if (headEnd < 0) return buf.length - start > maxBytes ? 'unsupported' : 'incomplete';
   if (headEnd - start > maxBytes) return 'unsupported';
   const lineStop = lineEnd(buf, start, headEnd + 2);

@@ -9,6 +9,7 @@
 // it for the peer to time out. `drain()` (a new SVID, a new config) hands
 // out nothing more and closes each connection as it comes back.
 
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { H1Upstream } from './upstream.ts';
 

@@ -11,6 +11,7 @@
 // the proxy traces, the same SERVER span with the same trace headers sent
 // on to the app.
 
+import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { InboundPort } from '../../api/proxy-config.ts';

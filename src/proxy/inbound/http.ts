@@ -3,6 +3,7 @@
 // the way Envoy does, or forward to the app on loopback. Every way a request
 // can end is mapped to a response here and nowhere else.
 
+import { performance } from 'node:perf_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { http } from '../../lib/node-http.ts';
 import { constants as h2, type Http2ServerRequest, type Http2ServerResponse, type OutgoingHttpHeaders } from 'node:http2';
@@ -169,7 +170,7 @@ export function handleInboundRequest(req: Req, res: Res, info: ConnectionInfo, p
 /** Request counting for one caller's workload. */
 interface Counting {
   readonly sourceWorkload: string;
-  readonly count: (code: string, ms: number) => void;
+  readonly count: (code: number, ms: number) => void;
 }
 
 /** Request counting per connection facts (a new object when the config changes); see recordInbound. */
@@ -224,7 +225,7 @@ export function recordInbound(
     counting = { sourceWorkload, count };
     counters.set(info, counting);
   }
-  counting.count(code === 'reset' ? '0' : String(code), ms);
+  counting.count(code === 'reset' ? 0 : code, ms);
   // Built in the order of the JSON line, the optional fields added where they belong (no spreads).
   const entry: { -readonly [K in keyof AccessLogEntry]?: AccessLogEntry[K] } = {
     time: logTime(),

@@ -15,6 +15,7 @@
 // timeout, the HTTP/2 idle timeout, the handshake deadline, and the
 // connection limit.
 
+import { performance } from 'node:perf_hooks';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import { constants as h2, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session, type ServerOptions } from 'node:http2';
 import type { Socket } from 'node:net';

@@ -5,6 +5,7 @@
 // in force when the connection arrives (STRICT, PERMISSIVE, DISABLE), and the
 // decrypted or plain stream is then served as HTTP/1.1, HTTP/2 or TCP.
 
+import { performance } from 'node:perf_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { http } from '../../lib/node-http.ts';
 import { createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';

@@ -3,6 +3,7 @@
 // sides, a FIN from either end is passed on and the other direction keeps
 // flowing until it ends too. A denial is a closed connection, as in Envoy.
 
+import { performance } from 'node:perf_hooks';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { InboundPort } from '../../api/proxy-config.ts';

@@ -13,6 +13,7 @@
 // Dial errors become an UpstreamError naming what failed, so the HTTP side
 // can answer 503 and the counters can say why.
 
+import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';

@@ -11,6 +11,7 @@
 // flags and metrics), and a proxy that traces opens the same CLIENT span
 // and sends the upstream the same trace headers.
 
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { hopByHop, type RequestHead } from '../http1/head.ts';
@@ -29,7 +30,9 @@ import type { ConnectionPool } from './pool.ts';
 /** The app's side has no configured limits; node's own defaults, as the full path has. */
 const APP_SIDE: LaneLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxHeaders: 100, idleMs: 5_000 });
 
-const counters = new WeakMap<H1Upstream, (code: string, flags: string, ms: number) => void>();
+type Counter = (code: number, flags: string, ms: number) => void;
+
+const counters = new WeakMap<H1Upstream, Counter>();
 
 /** `out` with the app's header lines, each CRLF-prefixed. The app's own x-meshward-peer-workload is dropped: only this proxy says who is calling. */
 function withFields(out: string, fields: HeaderFields): string {
@@ -64,6 +67,9 @@ function outboundFacts(head: RequestHead, route: Route, endpoint: UpstreamEndpoi
 export class OutboundFastLane extends DownstreamLane {
   readonly #route: () => Route | undefined;
   readonly #context: () => ForwardContext;
+  /** The upstream connection this lane's last request was counted on, and its counter: a kept-alive lane usually gets the same one again. */
+  #counted: H1Upstream | null = null;
+  #counter: Counter | null = null;
 
   /** `route`: the upstream this local port leads to, as the table has it now. */
   constructor(socket: Duplex, route: () => Route | undefined, context: () => ForwardContext, handOff: (socket: Duplex, pending: Buffer | null) => void) {
@@ -118,12 +124,16 @@ export class OutboundFastLane extends DownstreamLane {
         return;
       }
       // Every label but the code and flags is fixed for one upstream connection: found once.
-      let counter = counters.get(connection);
-      if (counter === undefined) {
-        counter = ctx.metrics.requestCounter({ ...connectionLabels(ctx.source, upstream, endpoint, plan.security, peer), request_protocol: 'http' });
-        counters.set(connection, counter);
+      if (connection !== this.#counted) {
+        let counter = counters.get(connection);
+        if (counter === undefined) {
+          counter = ctx.metrics.requestCounter({ ...connectionLabels(ctx.source, upstream, endpoint, plan.security, peer), request_protocol: 'http' });
+          counters.set(connection, counter);
+        }
+        this.#counted = connection;
+        this.#counter = counter;
       }
-      counter(String(code), flags, ms);
+      this.#counter!(code, flags, ms);
     };
     const picked = route.balancer.pick();
     const fail = (err: UpstreamError): void => {

@@ -5,6 +5,7 @@
 // only speaks HTTP/1.1 cannot carry trailers, so such a stream is refused
 // with 503 rather than sent without them.
 
+import { performance } from 'node:perf_hooks';
 import * as http2 from 'node:http2';
 import type { Route } from './route.ts';
 import { UpstreamError } from './dial.ts';

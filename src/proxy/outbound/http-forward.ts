@@ -10,6 +10,7 @@
 // it sent `TE: trailers`, which only says they will not be dropped (RFC 9110
 // §10.1.4). An HTTP/1.0 app has no chunked coding, and node drops them.
 
+import { performance } from 'node:perf_hooks';
 import type * as Http from 'node:http';
 import { http } from '../../lib/node-http.ts';
 import * as https from 'node:https';

@@ -52,7 +52,7 @@ export interface OutboundMetrics {
    * and flags (one upstream connection's): the label set is found once per
    * code and flags, not built and looked up per request.
    */
-  requestCounter(fixed: ConnectionLabels & { readonly request_protocol: string }): (code: string, flags: string, durationMs: number) => void;
+  requestCounter(fixed: ConnectionLabels & { readonly request_protocol: string }): (code: number, flags: string, durationMs: number) => void;
   tcpOpened(labels: ConnectionLabels): void;
   /** Closed, with the bytes received from the app and sent back to it. */
   tcpClosed(labels: ConnectionLabels, bytes: { readonly received: number; readonly sent: number }): void;
@@ -211,18 +211,22 @@ export function createOutboundMetrics(registry: Registry): OutboundMetrics {
       safely(() => (duration as Histogram).observe(durationLabels(labels), ms));
     },
     requestCounter(fixed) {
+      // The usual outcome (no response flags) keyed by the number: no string is made per request.
+      const byCode = new Map<number, (ms: number) => void>();
       const byOutcome = new Map<string, (ms: number) => void>();
       return (code, flags, ms) => {
-        let observe = byOutcome.get(flags === '-' ? code : `${code}|${flags}`);
+        const plain = flags === '-';
+        let observe = plain ? byCode.get(code) : byOutcome.get(`${code}|${flags}`);
         if (observe === undefined) {
-          const labels = { ...fixed, response_code: code, response_flags: flags };
+          const labels = { ...fixed, response_code: String(code), response_flags: flags };
           if (series !== null) {
             let key = '';
             for (const name of REQUEST_LABELS) key += `${labels[name]}\n`;
             const cell = series.cell(key, () => ({ ...labels }));
             observe = (d) => cell.observe(d);
           } else observe = (d) => this.request(labels, d);
-          byOutcome.set(flags === '-' ? code : `${code}|${flags}`, observe);
+          if (plain) byCode.set(code, observe);
+          else byOutcome.set(`${code}|${flags}`, observe);
         }
         observe(ms);
       };

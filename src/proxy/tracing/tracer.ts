@@ -10,6 +10,7 @@
 //   span.inject(forwardedHeaders);                  // traceparent, B3, x-request-id
 //   span.end(status, span.recording ? { ... } : undefined);
 
+import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Registry } from 'prom-client';

@@ -24,8 +24,8 @@ describe('inbound request and TCP labels', () => {
   it('counts a request under its source_workload, one series per workload', async () => {
     const metrics = createProxyMetrics();
     const count = metrics.requestCounter({ ...CONNECTION, source_workload: 'order-service', request_protocol: 'http' });
-    count('200', 1);
-    count('200', 2);
+    count(200, 1);
+    count(200, 2);
     metrics.request({ ...CONNECTION, source_workload: 'unknown', request_protocol: 'http', response_code: '200' }, 3);
     const requests = await values(metrics, 'istio_requests_total');
     const byWorkload = Object.fromEntries(requests.map((v) => [v.labels['source_workload'], v.value]));

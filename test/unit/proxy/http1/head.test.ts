@@ -3,11 +3,36 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRequestHead, parseResponseHead, responseHeadText, writeResponseHead, type RequestHead, type ResponseHead } from '../../../../src/proxy/http1/head.ts';
+import fc from 'fast-check';
+import { CRLFCRLF, findHeadEnd, parseRequestHead, parseResponseHead, responseHeadText, writeResponseHead, type RequestHead, type ResponseHead } from '../../../../src/proxy/http1/head.ts';
 import { ChunkedScanner } from '../../../../src/proxy/http1/chunked.ts';
 
 const req = (text: string, maxBytes = 16_384, maxCount = 100): RequestHead | string => parseRequestHead(Buffer.from(text, 'latin1'), 0, maxBytes, maxCount);
 const res = (text: string): ResponseHead | string => parseResponseHead(Buffer.from(text, 'latin1'), 0, 60_000);
+
+describe('the end of a head', () => {
+  it('is found where Buffer#indexOf finds it, from any start, before and past the part scanned in JavaScript', () => {
+    // Mostly CR and LF, so that near-misses (CRLF CR, LF CRLF) are common; lengths around the 512-byte scan.
+    const bytes = fc.array(fc.constantFrom(0x0d, 0x0a, 0x0d, 0x0a, 0x41), { minLength: 0, maxLength: 1100 });
+    fc.assert(
+      fc.property(bytes, fc.nat(1100), (b, at) => {
+        const buf = Buffer.from(b);
+        const start = Math.min(at, buf.length);
+        assert.equal(findHeadEnd(buf, start), buf.indexOf(CRLFCRLF, start));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('finds a match that straddles the end of the part scanned in JavaScript', () => {
+    for (let k = 505; k <= 515; k++) {
+      const buf = Buffer.concat([Buffer.alloc(k, 0x41), CRLFCRLF, Buffer.from('x')]);
+      assert.equal(findHeadEnd(buf, 0), k);
+      assert.equal(findHeadEnd(buf, 3), k);
+    }
+    assert.equal(findHeadEnd(Buffer.from('\r\n\r'), 0), -1);
+  });
+});
 
 describe('fast lane request heads', () => {
   it('takes a simple request: method, target, headers in order, Host apart, body length, end offset', () => {
