@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
-import { MALLOC_TRIM_ADDON } from '../src/lib/malloc-trim.ts';
+import { MALLOC_TRIM_ADDON, onGlibc } from '../src/lib/malloc-trim.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const SOURCE = join(ROOT, 'native', 'malloc-trim.c');
@@ -23,11 +23,6 @@ const SOURCE = join(ROOT, 'native', 'malloc-trim.c');
 function skip(why: string): never {
   console.log(`meshward: the C allocator trim (native/malloc-trim.c) is not built: ${why}. Proxies then give back V8's memory only.`);
   process.exit(0);
-}
-
-function glibc(): boolean {
-  const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
-  return typeof header?.glibcVersionRuntime === 'string';
 }
 
 function headersDir(): string | null {
@@ -38,7 +33,7 @@ function headersDir(): string | null {
   }
 }
 
-if (process.platform !== 'linux' || !glibc()) skip('malloc_trim is a glibc call, and this system has another C library');
+if (!onGlibc()) skip('malloc_trim is a glibc call, and this system has another C library');
 const include = headersDir();
 if (include === null) skip('the Node-API headers (the node-api-headers package, a devDependency) are not installed');
 const cc = process.env.CC ?? 'cc';

@@ -19,6 +19,13 @@ import { resolve } from 'node:path';
 /** Where tools/build-native.ts writes the addon. */
 export const MALLOC_TRIM_ADDON = resolve(import.meta.dirname, '../../build/native/malloc-trim.node');
 
+/** Whether this process runs on Linux with glibc, where malloc_trim exists and the addon can be built. */
+export function onGlibc(): boolean {
+  if (process.platform !== 'linux') return false;
+  const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+  return typeof header?.glibcVersionRuntime === 'string';
+}
+
 interface Addon {
   mallocTrim(): boolean;
 }

@@ -8,9 +8,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { MALLOC_TRIM_ADDON, cMemoryTrimAvailable } from '../../../src/lib/malloc-trim.ts';
+import { MALLOC_TRIM_ADDON, cMemoryTrimAvailable, onGlibc } from '../../../src/lib/malloc-trim.ts';
 
-const glibc = typeof (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime === 'string';
 const moduleUrl = (path: string): string => JSON.stringify(new URL(path, import.meta.url).href);
 
 /**
@@ -43,7 +42,7 @@ function fragmentThen(release: string): { collected: number; released: number; r
   return JSON.parse(child.stdout) as { collected: number; released: number; result: unknown };
 }
 
-describe('C allocator trim', { skip: !glibc && 'malloc_trim is glibc’s' }, () => {
+describe('C allocator trim', { skip: !onGlibc() && 'malloc_trim is glibc’s' }, () => {
   it('is built by the install and loads', () => {
     assert.ok(existsSync(MALLOC_TRIM_ADDON), `${MALLOC_TRIM_ADDON} is missing: run npm run build:native (it needs a C compiler)`);
     assert.equal(cMemoryTrimAvailable(), true);
