@@ -13,7 +13,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { Registry } from 'prom-client';
+import { Registry } from '../lib/prometheus.ts';
 import { CertificateAuthority, type CaLogEntry, type CaStatus } from '../identity/ca/index.ts';
 import { CaAdmin, CaServer, isLoopbackHost, type CaServerLogEntry } from '../control/ca-server/index.ts';
 import { MeshwardError } from '../lib/errors.ts';

@@ -9,7 +9,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
+import { Registry } from '../lib/prometheus.ts';
 import type { Diagnostic } from '../api/diagnostics.ts';
 import { formatDiagnostic } from '../api/diagnostics.ts';
 import type { MeshFile } from '../api/mesh-file.ts';

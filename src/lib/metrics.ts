@@ -1,6 +1,6 @@
 // One helper for every module that registers Prometheus series.
 
-import type { Registry } from 'prom-client';
+import type { Registry } from './prometheus.ts';
 
 /**
  * The metric `name` already on `registry`, or the one `create` registers:

@@ -18,7 +18,7 @@ import { http } from '../../lib/node-http.ts';
 import { timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { decodeJwt } from 'jose';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../../lib/prometheus.ts';
 import type { CertificateAuthority, CaStatus } from '../../identity/ca/index.ts';
 import { CaError } from '../../identity/ca/index.ts';
 import { parseSpiffeId } from '../../identity/spiffe.ts';

@@ -6,7 +6,7 @@
 // a replay attack and a clock problem do not look alike. Summing over the
 // labels gives Istio's series.
 
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../lib/prometheus.ts';
 import { metricOnce } from '../../lib/metrics.ts';
 
 export interface CaServerMetrics {

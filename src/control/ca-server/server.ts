@@ -26,7 +26,7 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { Registry } from 'prom-client';
+import { Registry } from '../../lib/prometheus.ts';
 import {
   AGENT_ID_METADATA,
   CA_SERVER_NAMESPACE,

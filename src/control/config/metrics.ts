@@ -3,7 +3,7 @@
 // pilot_xds_pushes, pilot_xds (connected proxies), pilot_total_xds_rejects
 // (NACKs). Config validation outcomes are meshward's own.
 
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from '../../lib/prometheus.ts';
 
 export interface ConfigMetrics {
   converged(seconds: number): void;

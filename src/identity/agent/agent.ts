@@ -24,7 +24,7 @@
 import { EventEmitter } from 'node:events';
 import { X509Certificate, randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../../lib/prometheus.ts';
 import { CA_SERVER_NAMESPACE, CA_SERVER_SERVICE_ACCOUNT, type TrustBundleMessage } from '../../api/identity-messages.ts';
 import { parseSpiffeId, workloadId, type SpiffeId } from '../spiffe.ts';
 import { trustBundleFromPem, type TrustBundle } from '../trust-bundle.ts';

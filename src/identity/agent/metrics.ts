@@ -7,7 +7,7 @@
 // time() without knowing when the scrape happened, and `spiffe_id`, since
 // one process (a test, a node agent) may run several agents on one registry.
 
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../lib/prometheus.ts';
 import { metricOnce } from '../../lib/metrics.ts';
 
 export interface AgentMetricsSource {

@@ -18,7 +18,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Registry } from 'prom-client';
+import { Registry } from '../../lib/prometheus.ts';
 import { createLeafCertificate, createRootCertificate, CLOCK_SKEW_MS, keyIdentifierOf, randomSerial } from './certs.ts';
 import { parseCsr } from './csr.ts';
 import { CaError } from './errors.ts';

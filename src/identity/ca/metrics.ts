@@ -6,7 +6,7 @@
 // citadel_server_authentication_failure_count belongs to whoever
 // authenticates callers (the CA server), so it is not registered here.
 
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from '../../lib/prometheus.ts';
 import { istioErrorType, type CaReason, type IstioErrorType } from './errors.ts';
 import { metricOnce } from '../../lib/metrics.ts';
 

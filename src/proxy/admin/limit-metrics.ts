@@ -10,7 +10,7 @@
 // max_connections → overload.global_downstream_max_connections rejections;
 // handshake_timeout → downstream_pre_cx_timeout.
 
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../lib/prometheus.ts';
 
 export const LIMIT_NAMES = ['header_size', 'header_count', 'header_timeout', 'request_timeout', 'idle_timeout', 'max_connections', 'handshake_timeout'] as const;
 

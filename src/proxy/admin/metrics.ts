@@ -10,7 +10,7 @@
 // workload of a plaintext or non-mesh caller and of every TCP connection,
 // and the service it was addressed as.
 
-import { Counter, Registry } from 'prom-client';
+import { Counter, Registry } from '../../lib/prometheus.ts';
 import { REQUEST_LABELS, TCP_LABELS } from '../outbound/metrics.ts';
 import { tlsHandshakeSeries } from './series.ts';
 import { RequestSeries, type RequestCell } from './request-series.ts';

@@ -9,7 +9,7 @@
 // /stats/prometheus prints them as prom-client would, and a side that finds
 // them by name (`metricOnce`) counts into the same cells.
 
-import type { Registry } from 'prom-client';
+import type { Registry } from '../../lib/prometheus.ts';
 import { DURATION_BUCKETS } from './series.ts';
 
 const COUNTER = 'istio_requests_total';

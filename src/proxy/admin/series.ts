@@ -13,7 +13,7 @@
 // meshward_outbound_handshake_failures_total{destination_service,check}
 // outbound); `result="failure"` is their sum.
 
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from '../../lib/prometheus.ts';
 import { metricOnce } from '../../lib/metrics.ts';
 
 /** Buckets of istio_request_duration_milliseconds (Istio's default, up to 10 s). */

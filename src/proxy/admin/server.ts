@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import { http } from '../../lib/node-http.ts';
 import type { AddressInfo } from 'node:net';
 import type { ProxyConfig } from '../../api/proxy-config.ts';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../../lib/prometheus.ts';
 import { memoryReport, trimMemory } from '../../lib/memory-trim.ts';
 
 export interface AdminSource {

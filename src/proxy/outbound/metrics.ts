@@ -8,7 +8,7 @@
 // Handshakes are counted once per handshake (dial.ts reports them), not per
 // request that waited on one.
 
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from '../../lib/prometheus.ts';
 import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { DURATION_BUCKETS, tlsHandshakeSeries } from '../admin/series.ts';
 import { metricOnce } from '../../lib/metrics.ts';

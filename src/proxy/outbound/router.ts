@@ -21,7 +21,7 @@ import type * as Http from 'node:http';
 import { http } from '../../lib/node-http.ts';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { Registry } from 'prom-client';
+import { Registry } from '../../lib/prometheus.ts';
 import type { ProxyConfig } from '../../api/proxy-config.ts';
 import type { PolicyEngine } from '../../policy/engine.ts';
 import type { MtlsMaterial } from '../../identity/tls-options.ts';

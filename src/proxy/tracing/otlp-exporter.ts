@@ -14,7 +14,7 @@
 import type * as Http from 'node:http';
 import { http } from '../../lib/node-http.ts';
 import * as https from 'node:https';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type Registry } from '../../lib/prometheus.ts';
 
 export type AttributeValue = string | number | boolean;
 export type Attributes = Readonly<Record<string, AttributeValue>>;

@@ -13,7 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../../lib/prometheus.ts';
 import type { ProxyConfig, TracingConfig } from '../../api/proxy-config.ts';
 import { createTracingMetrics, OtlpExporter, type Attributes, type ExporterOptions, type FinishedSpan, type SpanKindCode } from './otlp-exporter.ts';
 import { b3IsShort, detachedSampling, extract, formatTraceparent, hasB3, newSpanId, newTraceId } from './trace-context.ts';
