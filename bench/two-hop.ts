@@ -425,15 +425,18 @@ for (const c of configs) {
 }
 for (const n of PACED_CS) {
   lines.push('');
-  lines.push(`| at ${RATE} req/s over ${n} connection${n === 1 ? '' : 's'} | p50 | p99 | added p50 | added p99 | p99 spread (min–max) | vCPU client proxy | vCPU server proxy |`);
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(`| at ${RATE} req/s over ${n} connection${n === 1 ? '' : 's'} | p50 | p99 | added p50 | added p99 | p99 spread (min–max) | vCPU client proxy | vCPU server proxy | vCPU client / server × nginx |`);
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of configs) {
     const s = sys(c);
     const runs = paced.get(n)!.get(c)!;
     const add = (f: (p: Paced) => number): string => (c === 'direct' ? '–' : `${fmt(paired(c, (i) => f(pacedOf(n, c, i)!) - f(pacedOf(n, 'direct', i)!)), 3)} ms`);
     const vcpu = (f: (p: Paced) => number): string => (s === undefined ? '–' : fmt(median(runs.map(f)), 3));
+    // The machine's speed moves every configuration's CPU together: the ratio to nginx's, paired within a round, moves far less.
+    const vcpuXNginx = (f: (p: Paced) => number): string =>
+      s === undefined || sys('nginx') === undefined ? '–' : fmt(paired(c, (i) => f(pacedOf(n, c, i)!) / f(pacedOf(n, 'nginx', i)!)), 2);
     lines.push(
-      `| ${pathLabel(c)} | ${fmt(median(runs.map((p) => p.p50)), 3)} ms | ${fmt(median(runs.map((p) => p.p99)), 3)} ms | ${add((p) => p.p50)} | ${add((p) => p.p99)} | ${range(runs.map((p) => p.p99), 3, ' ms')} | ${vcpu((p) => p.clientVcpu)} | ${vcpu((p) => p.serverVcpu)} |`,
+      `| ${pathLabel(c)} | ${fmt(median(runs.map((p) => p.p50)), 3)} ms | ${fmt(median(runs.map((p) => p.p99)), 3)} ms | ${add((p) => p.p50)} | ${add((p) => p.p99)} | ${range(runs.map((p) => p.p99), 3, ' ms')} | ${vcpu((p) => p.clientVcpu)} | ${vcpu((p) => p.serverVcpu)} | ${vcpuXNginx((p) => p.clientVcpu)} / ${vcpuXNginx((p) => p.serverVcpu)} |`,
     );
   }
 }
