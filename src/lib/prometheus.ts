@@ -2,15 +2,14 @@
 //
 // `import … from 'prom-client'` evaluates everything the package's index
 // exports: the Pushgateway client (node:https, node:zlib), the cluster
-// aggregator (node:cluster, and with it node:child_process and node:dgram)
-// and the default process metrics (@opentelemetry/api). Nothing here uses
-// them, and in a long-running process they hold memory for good (in a
-// sidecar about 0.8 MiB of RSS, the rest of what they load being loaded
-// anyway: docs/benchmarks.md). So the classes are taken
-// from the package's own files, the very modules its index loads: a series
-// created from these is the one prom-client's registries know, and
-// test/unit/lib/prometheus.test.ts checks they are the package's classes.
-// Types still come from the package itself.
+// aggregator (node:cluster) and the default process metrics
+// (@opentelemetry/api). Nothing here uses them, and in a long-running
+// process they hold memory for good: about 0.8 MiB of a sidecar's RSS, the
+// rest of what they load being loaded anyway (docs/benchmarks.md). So the
+// classes are taken from the package's own files, the very modules its
+// index loads: a series created from these is one prom-client's registries
+// know, and test/unit/lib/prometheus.test.ts checks they are the package's
+// classes. Types still come from the package itself.
 
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
