@@ -18,6 +18,13 @@
 //   (bench/quiet-spell.ts; docs/benchmarks.md, "The memory reducer").
 //   The proxy gives idle memory back by itself instead, once ready and
 //   after idle minutes (memory-trim.ts).
+// - Node's pool of V8 worker threads at one thread instead of four. A
+//   proxy's background work (concurrent marking and sweeping, optimizing
+//   compiles) is small and still runs beside the main thread, on another
+//   core where there is one. Each thread that allocates keeps a glibc arena
+//   whose top the allocator's trim does not give back: with three fewer, a
+//   sidecar settles 1.0–1.6 MiB lower after traffic (docs/benchmarks.md,
+//   "One V8 worker thread, and upstream reads into one shared buffer").
 
 import { YOUNG_GENERATION_FLAG, nodeOptionsWords, sizedByCaller } from './young-generation.ts';
 
@@ -29,20 +36,32 @@ export const MEMORY_REDUCER_OFF = '--no-memory-reducer';
 /** `--memory-reducer` and its negations in every spelling V8 takes (`--no-`, `--no`, `_` for `-`). */
 const MEMORY_REDUCER = /^--(?:no[-_]?)?memory[-_]reducer(?:=.*)?$/;
 
+export const V8_POOL_ONE_THREAD = '--v8-pool-size=1';
+
+/** `--v8-pool-size`, with `_` for `-` as Node also takes it. */
+const V8_POOL_SIZE = /^--v8[-_]pool[-_]size(?:=.*)?$/;
+
 /** True when a Node command line (or NODE_OPTIONS) turns V8's memory reducer on or off. */
 export function memoryReducerSetByCaller(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
   return [...execArgv, ...nodeOptionsWords(nodeOptions)].some((arg) => MEMORY_REDUCER.test(arg));
 }
 
+/** True when a Node command line (or NODE_OPTIONS) sizes V8's worker pool. */
+export function v8PoolSizedByCaller(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
+  return [...execArgv, ...nodeOptionsWords(nodeOptions)].some((arg) => V8_POOL_SIZE.test(arg));
+}
+
 /**
  * The Node flags a process running `command` should be started with and
  * was not: for a proxy, the held young generation unless the caller sized
- * it, and the memory reducer off unless the caller set it.
+ * it, the memory reducer off unless the caller set it, and one V8 worker
+ * thread unless the caller sized the pool.
  */
 export function nodeFlagsFor(command: string | undefined, execArgv: readonly string[], nodeOptions: string | undefined): string[] {
   if (!PROXY_COMMANDS.has(command ?? '')) return [];
   const flags: string[] = [];
   if (!sizedByCaller(execArgv, nodeOptions)) flags.push(YOUNG_GENERATION_FLAG);
   if (!memoryReducerSetByCaller(execArgv, nodeOptions)) flags.push(MEMORY_REDUCER_OFF);
+  if (!v8PoolSizedByCaller(execArgv, nodeOptions)) flags.push(V8_POOL_ONE_THREAD);
   return flags;
 }

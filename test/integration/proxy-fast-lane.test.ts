@@ -82,8 +82,8 @@ async function rawApp(respond: (req: AppRequest, socket: net.Socket) => void): P
   };
 }
 
-/** Sends `raw` on a new plaintext connection and reads until the proxy closes it or `done` says enough. */
-async function exchange(port: number, raw: string, done: (got: string) => boolean = () => false): Promise<{ text: string; closed: boolean }> {
+/** Sends `raw` on a new plaintext connection and reads (after `pauseMs`) until the proxy closes it or `done` says enough. */
+async function exchange(port: number, raw: string, done: (got: string) => boolean = () => false, pauseMs = 0): Promise<{ text: string; closed: boolean }> {
   const socket = net.connect(port, '127.0.0.1');
   socket.setEncoding('latin1');
   let got = '';
@@ -104,12 +104,20 @@ async function exchange(port: number, raw: string, done: (got: string) => boolea
       clearTimeout(timer);
       resolve();
     });
+    if (pauseMs > 0) {
+      socket.pause();
+      setTimeout(() => socket.resume(), pauseMs);
+    }
   });
   socket.destroy();
   return { text: got, closed };
 }
 
 const responses = (text: string): number => text.split('HTTP/1.1 ').length - 1;
+
+/** 12 MB in a pattern that differs from itself at any shift of less than 64 KiB. */
+const BIG_BODY = Buffer.alloc(12_000_000);
+for (let i = 0; i < BIG_BODY.length; i++) BIG_BODY[i] = (i * 7 + (i >> 16)) & 0xff;
 
 describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
   let app: Awaited<ReturnType<typeof rawApp>>;
@@ -136,6 +144,20 @@ describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
           return;
         case '/bad':
           socket.write('HTTP/1.1 2x0 Nope\r\n\r\n');
+          return;
+        case '/split':
+          // The head in three reads, 20 ms apart: other connections' reads land in between.
+          socket.write('HTTP/1.1 200 OK\r\nCont');
+          setTimeout(() => socket.write('ent-Length: 10\r\nX-Part: a'), 20);
+          setTimeout(() => socket.write('b\r\n\r\n0123456789'), 40);
+          return;
+        case '/big':
+          // More than the loopback connection to a caller that is not reading holds, in three writes: the
+          // proxy's writes to the caller wait, each holding its bytes, while other connections read.
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BIG_BODY.length}\r\n\r\n`);
+          socket.write(BIG_BODY.subarray(0, 2_000_000));
+          setTimeout(() => socket.write(BIG_BODY.subarray(2_000_000, 4_000_000)), 15);
+          setTimeout(() => socket.write(BIG_BODY.subarray(4_000_000)), 30);
           return;
         case '/bad-chunk':
           // The chunked framing breaks in the same read as the head: nothing of it may reach the caller.
@@ -211,6 +233,22 @@ describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
     assert.match(retried.text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*flaky 1$/);
     const post = await exchange(port, 'POST /flaky HTTP/1.1\r\nHost: p\r\nContent-Length: 2\r\n\r\nhi', (t) => t.includes('\r\n\r\n') && /(503|200)/.test(t));
     assert.match(post.text, /^HTTP\/1\.1 (503 Service Unavailable\r\n[\s\S]*upstream connect error|200 OK)/);
+  });
+
+  it('passes on byte for byte a head split over reads, and a body a paused caller cannot take in at once, while other app connections read', async () => {
+    // Upstream reads share one buffer (src/proxy/http1/shared-reads.ts): what a connection keeps past its read must be its own copy.
+    const head = `HTTP/1.1 200 OK\r\ncontent-length: ${BIG_BODY.length}\r\n\r\n`;
+    const results = await Promise.all([
+      exchange(port, 'GET /split HTTP/1.1\r\nHost: p\r\n\r\n', (t) => t.endsWith('0123456789')),
+      exchange(port, 'GET /big HTTP/1.1\r\nHost: p\r\n\r\n', (t) => t.length >= head.length + BIG_BODY.length, 300),
+      exchange(port, 'GET /split HTTP/1.1\r\nHost: p\r\n\r\n', (t) => t.endsWith('0123456789')),
+      exchange(port, 'GET /big HTTP/1.1\r\nHost: p\r\n\r\n', (t) => t.length >= head.length + BIG_BODY.length),
+    ]);
+    for (const split of [results[0]!, results[2]!]) assert.equal(split.text, 'HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-part: ab\r\n\r\n0123456789');
+    for (const big of [results[1]!, results[3]!]) {
+      assert.equal(big.text.slice(0, head.length), head);
+      assert.ok(Buffer.from(big.text.slice(head.length), 'latin1').equals(BIG_BODY), 'the body arrived unchanged');
+    }
   });
 
   it('answers 503, not a cut-short 200, to a chunked response whose first read breaks its framing', async () => {

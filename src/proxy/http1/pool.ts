@@ -11,6 +11,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
+import type { UpstreamReads } from './shared-reads.ts';
 import { H1Upstream } from './upstream.ts';
 
 /** Stop reusing a connection this long before the server said it would close it. */
@@ -43,9 +44,9 @@ export class H1Pool {
     return null;
   }
 
-  /** Wraps a newly connected socket; it is the caller's until `release`. */
-  adopt(socket: Duplex): H1Upstream {
-    const up = new H1Upstream(socket);
+  /** Wraps a newly connected socket (dialed with `reads.onread`, when given); it is the caller's until `release`. */
+  adopt(socket: Duplex, reads: UpstreamReads | null = null): H1Upstream {
+    const up = new H1Upstream(socket, reads);
     this.#all.add(up);
     socket.once('close', () => this.#all.delete(up));
     return up;

@@ -3,14 +3,18 @@
 // head and body, reads the response head strictly, and passes the body on
 // to the downstream socket as it arrives, byte for byte, with back-pressure,
 // until its framing says it has ended. The listeners are set once per
-// connection, not per request.
+// connection, not per request. A connection dialed with ./shared-reads.ts
+// reads into the buffer the process shares: what is kept past a read (a
+// partial head, a body slice passed on as it is) is copied first.
 //
-//   const up = new H1Upstream(socket);
+//   const reads = new UpstreamReads();
+//   const up = new H1Upstream(net.connect({ host, port, onread: reads.onread }), reads);
 //   up.send(head, body, { downstream, headRequest: false, decorate: () => '', done: (end) => … });
 
 import type { Duplex } from 'node:stream';
 import { ChunkedScanner } from './chunked.ts';
 import { parseResponseHead, writeResponseHead, type ResponseHead } from './head.ts';
+import type { UpstreamReads } from './shared-reads.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -95,13 +99,18 @@ export class H1Upstream {
   #seen = false;
   #broken = false;
   #uses = 0;
+  /** Reads arrive in the shared buffer, valid only until #data returns. */
+  readonly #borrowed: boolean;
   readonly #resume = (): void => {
     this.socket.resume();
   };
 
-  constructor(socket: Duplex) {
+  /** `reads`: the socket was dialed with its `onread` (then it emits no 'data'). */
+  constructor(socket: Duplex, reads: UpstreamReads | null = null) {
     this.socket = socket;
-    socket.on('data', (chunk: Buffer) => this.#data(chunk));
+    this.#borrowed = reads !== null;
+    if (reads === null) socket.on('data', (chunk: Buffer) => this.#data(chunk));
+    else reads.attach((chunk) => this.#data(chunk));
     socket.on('end', () => this.#ended());
     socket.on('close', () => this.#ended());
     // 'close' follows every error.
@@ -163,7 +172,8 @@ export class H1Upstream {
     for (;;) {
       const h = parseResponseHead(buf, at, MAX_RESPONSE_HEAD_BYTES);
       if (h === 'incomplete') {
-        this.#pending = at === 0 ? buf : buf.subarray(at);
+        const rest = at === 0 ? buf : buf.subarray(at);
+        this.#pending = buf === chunk && this.#borrowed ? Buffer.from(rest) : rest;
         return;
       }
       if (h === 'unsupported' || h.status === 101) {
@@ -226,12 +236,12 @@ export class H1Upstream {
       }
     }
     let written: boolean;
-    if (extra === null) written = down.write(at === 0 && end === buf.length ? buf : buf.subarray(at, end));
+    if (extra === null) written = down.write(this.#passed(at === 0 && end === buf.length ? buf : buf.subarray(at, end)));
     else if (end - at <= INLINE_BODY_BYTES) written = down.write(headBytes(this.#head!, extra, buf, at, end));
     else {
       down.cork();
       down.write(headBytes(this.#head!, extra, buf, at, at));
-      written = down.write(buf.subarray(at, end));
+      written = down.write(this.#passed(buf.subarray(at, end)));
       down.uncork();
     }
     if (complete) {
@@ -243,6 +253,11 @@ export class H1Upstream {
       this.socket.pause();
       down.once('drain', this.#resume);
     }
+  }
+
+  /** Body bytes to write on as they are: a copy when they are in the shared buffer, which a write may outlive. */
+  #passed(bytes: Buffer): Buffer {
+    return this.#borrowed ? Buffer.from(bytes) : bytes;
   }
 
   #complete(ex: Exchange): void {

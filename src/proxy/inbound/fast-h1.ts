@@ -21,6 +21,7 @@ import { resolveProxyLimits } from '../../api/proxy-limits.ts';
 import { hopByHop, isHeaderValue, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
 import { isTraceHeader, traceHeaders, traceLines, untracedFields, type HeaderFields } from '../http1/trace.ts';
+import { UpstreamReads } from '../http1/shared-reads.ts';
 import { sendAgain, type H1Upstream } from '../http1/upstream.ts';
 import { endServerSpan, startServerSpan, type InboundFacts } from '../tracing/hop.ts';
 import type { Span } from '../tracing/tracer.ts';
@@ -290,7 +291,8 @@ export class InboundFastLane extends DownstreamLane {
       send(pooled);
       return;
     }
-    const socket = net.connect({ host: '127.0.0.1', port: port.appPort });
+    const reads = new UpstreamReads();
+    const socket = net.connect({ host: '127.0.0.1', port: port.appPort, onread: reads.onread });
     socket.setNoDelay(true);
     const refused = (): void => {
       if (this.gone) {
@@ -302,7 +304,7 @@ export class InboundFastLane extends DownstreamLane {
     socket.once('error', refused);
     socket.once('connect', () => {
       socket.off('error', refused);
-      send(pool.adopt(socket));
+      send(pool.adopt(socket, reads));
     });
   }
 

@@ -129,16 +129,23 @@ export function observeHandshake(socket: tls.TLSSocket, observer: HandshakeObser
 
 /**
  * Connects (and for TLS, completes the handshake) or rejects with an
- * UpstreamError. `observer` hears about the TLS handshake, if one begins.
+ * UpstreamError. `observer` hears about the TLS handshake, if one begins;
+ * `onread`, when given, takes the socket's reads (../http1/shared-reads.ts).
  */
-export function dial(endpoint: UpstreamEndpoint, options: tls.ConnectionOptions | null, timeoutMs: number, observer?: HandshakeObserver): Promise<net.Socket> {
+export function dial(
+  endpoint: UpstreamEndpoint,
+  options: tls.ConnectionOptions | null,
+  timeoutMs: number,
+  observer?: HandshakeObserver,
+  onread?: net.OnReadOpts,
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const where = `${endpoint.host}:${endpoint.port}`;
     const socket =
       options === null
-        ? net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true })
-        : // node passes allowHalfOpen on to the TLSSocket; its typings leave it out.
-          tls.connect({ ...options, host: endpoint.host, port: endpoint.port, allowHalfOpen: true } as tls.ConnectionOptions);
+        ? net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, onread })
+        : // node passes allowHalfOpen and onread on to the TLSSocket; its typings leave them out.
+          tls.connect({ ...options, host: endpoint.host, port: endpoint.port, allowHalfOpen: true, onread } as tls.ConnectionOptions);
     let tcpUp = false;
     let tcpAt = 0;
     const timer = setTimeout(() => {

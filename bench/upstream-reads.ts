@@ -1,0 +1,103 @@
+// What a read costs on an upstream connection, the two ways node delivers
+// it: a new buffer per read through a Readable stream's 'data' event, or
+// `onread` into one buffer the process shares (src/proxy/http1/shared-reads.ts).
+// One connection, one small request and response at a time, over plain TCP
+// and over TLS (ECDSA P-256, as between proxies); the client's CPU per
+// exchange, the two ways interleaved round by round, medians and the ratio
+// paired within a round (docs/benchmarks.md, "One V8 worker thread, and
+// upstream reads into one shared buffer").
+//
+//   npx node bench/upstream-reads.ts [--rounds 7] [--exchanges 40000]
+//
+// The server runs on core 1, the client on core 0.
+
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
+import { parseArgs } from 'node:util';
+import { median, rotate } from './two-hop/measure.ts';
+import { createPki } from './two-hop/pki.ts';
+import { UpstreamReads } from '../src/proxy/http1/shared-reads.ts';
+
+const { values: opts, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    rounds: { type: 'string', default: '7' },
+    exchanges: { type: 'string', default: '40000' },
+  },
+});
+
+const RESPONSE = Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello world\n');
+const REQUEST = Buffer.from('GET / HTTP/1.1\r\nhost: server.bench.svc\r\n\r\n');
+
+if (positionals[0] === 'server') {
+  // Answers every read with one response; prints its TCP and TLS ports.
+  const [keyFile, chainFile] = positionals.slice(1);
+  const answer = (s: net.Socket): void => {
+    s.setNoDelay(true);
+    s.on('data', () => s.write(RESPONSE));
+    s.on('error', () => undefined);
+  };
+  const plain = net.createServer(answer).listen(0, '127.0.0.1');
+  const secure = tls.createServer({ key: readFileSync(keyFile!), cert: readFileSync(chainFile!) }, answer).listen(0, '127.0.0.1');
+  await Promise.all([once(plain, 'listening'), once(secure, 'listening')]);
+  console.log(JSON.stringify({ tcp: (plain.address() as net.AddressInfo).port, tls: (secure.address() as net.AddressInfo).port }));
+} else {
+  execFileSync('taskset', ['-apc', '0', String(process.pid)], { stdio: 'ignore' });
+  const ROUNDS = Number(opts.rounds);
+  const EXCHANGES = Number(opts.exchanges);
+  const dir = mkdtempSync(join(tmpdir(), 'meshward-reads-'));
+  const leaf = createPki(dir).leaf('server', 'server.bench.svc');
+  const server = spawn('taskset', ['-c', '1', process.execPath, import.meta.filename, 'server', leaf.keyFile, leaf.chainFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(server.stdout, 'data')) as [Buffer];
+  const ports = JSON.parse(line.toString()) as { tcp: number; tls: number };
+
+  type Way = "'data' events" | 'onread, shared buffer';
+  const WAYS: readonly Way[] = ["'data' events", 'onread, shared buffer'];
+
+  /** The client's CPU µs per exchange, `EXCHANGES` exchanges one after another on one connection. */
+  async function exchanges(transport: 'tcp' | 'tls', way: Way): Promise<number> {
+    const reads = way === 'onread, shared buffer' ? new UpstreamReads() : null;
+    const where = { host: '127.0.0.1', port: ports[transport], onread: reads?.onread };
+    const socket: net.Socket = transport === 'tcp' ? net.connect(where) : tls.connect({ ...where, rejectUnauthorized: false });
+    socket.setNoDelay(true);
+    await once(socket, transport === 'tcp' ? 'connect' : 'secureConnect');
+    let left = EXCHANGES;
+    let finished!: () => void;
+    const done = new Promise<void>((resolve) => (finished = resolve));
+    // One response per read on loopback: each read ends an exchange.
+    const onResponse = (): void => {
+      if (--left === 0) finished();
+      else socket.write(REQUEST);
+    };
+    if (reads === null) socket.on('data', onResponse);
+    else reads.attach(onResponse);
+    const before = process.cpuUsage();
+    socket.write(REQUEST);
+    await done;
+    const used = process.cpuUsage(before);
+    socket.destroy();
+    return (used.user + used.system) / EXCHANGES;
+  }
+
+  // Untimed first: both ways' code paths optimized before any round counts.
+  for (const transport of ['tcp', 'tls'] as const) for (const way of WAYS) await exchanges(transport, way);
+  console.log('| transport | way | µs CPU per exchange (median) | range | × \'data\' (paired) |');
+  console.log('|---|---|---:|---:|---:|');
+  for (const transport of ['tcp', 'tls'] as const) {
+    const us = new Map<Way, number[]>(WAYS.map((w) => [w, []]));
+    for (let round = 0; round < ROUNDS; round++) for (const way of rotate(WAYS, round)) us.get(way)!.push(await exchanges(transport, way));
+    const base = us.get("'data' events")!;
+    for (const way of WAYS) {
+      const xs = us.get(way)!;
+      const ratio = median(xs.map((x, i) => x / base[i]!));
+      console.log(`| ${transport.toUpperCase()} | ${way} | ${median(xs).toFixed(1)} | ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} | ${ratio.toFixed(3)} |`);
+    }
+  }
+  server.kill();
+  rmSync(dir, { recursive: true, force: true });
+}
