@@ -4,7 +4,7 @@
 // One connection, one small request and response at a time, over plain TCP
 // and over TLS (ECDSA P-256, as between proxies); the client's CPU per
 // exchange, the two ways interleaved round by round, medians and the ratio
-// paired within a round (docs/benchmarks.md, "One V8 worker thread, and
+// paired within a round (docs/benchmarks.md, "Two V8 worker threads, and
 // upstream reads into one shared buffer").
 //
 //   npx node bench/upstream-reads.ts [--rounds 7] [--exchanges 40000]

@@ -18,13 +18,16 @@
 //   (bench/quiet-spell.ts; docs/benchmarks.md, "The memory reducer").
 //   The proxy gives idle memory back by itself instead, once ready and
 //   after idle minutes (memory-trim.ts).
-// - Node's pool of V8 worker threads at one thread instead of four. A
+// - Node's pool of V8 worker threads at two threads instead of four. A
 //   proxy's background work (concurrent marking and sweeping, optimizing
 //   compiles) is small and still runs beside the main thread, on another
 //   core where there is one. Each thread that allocates keeps a glibc arena
-//   whose top the allocator's trim does not give back: with three fewer, a
-//   sidecar settles 1.0–1.6 MiB lower after traffic (docs/benchmarks.md,
-//   "One V8 worker thread, and upstream reads into one shared buffer").
+//   whose top the allocator's trim does not give back: with two fewer, a
+//   sidecar settles 0.3–1.4 MiB lower after traffic. One thread settles
+//   lower still, but the tail read worse with it: a median p99 of 1.22 ms
+//   against 0.91 (four threads) and 0.91 (two) over four interleaved
+//   rounds at 1,000 requests/s (docs/benchmarks.md, "Two V8 worker
+//   threads, and upstream reads into one shared buffer").
 
 import { YOUNG_GENERATION_FLAG, nodeOptionsWords, sizedByCaller } from './young-generation.ts';
 
@@ -36,7 +39,7 @@ export const MEMORY_REDUCER_OFF = '--no-memory-reducer';
 /** `--memory-reducer` and its negations in every spelling V8 takes (`--no-`, `--no`, `_` for `-`). */
 const MEMORY_REDUCER = /^--(?:no[-_]?)?memory[-_]reducer(?:=.*)?$/;
 
-export const V8_POOL_ONE_THREAD = '--v8-pool-size=1';
+export const V8_POOL_TWO_THREADS = '--v8-pool-size=2';
 
 /** `--v8-pool-size`, with `_` for `-` as Node also takes it. */
 const V8_POOL_SIZE = /^--v8[-_]pool[-_]size(?:=.*)?$/;
@@ -54,14 +57,14 @@ export function v8PoolSizedByCaller(execArgv: readonly string[], nodeOptions: st
 /**
  * The Node flags a process running `command` should be started with and
  * was not: for a proxy, the held young generation unless the caller sized
- * it, the memory reducer off unless the caller set it, and one V8 worker
- * thread unless the caller sized the pool.
+ * it, the memory reducer off unless the caller set it, and two V8 worker
+ * threads unless the caller sized the pool.
  */
 export function nodeFlagsFor(command: string | undefined, execArgv: readonly string[], nodeOptions: string | undefined): string[] {
   if (!PROXY_COMMANDS.has(command ?? '')) return [];
   const flags: string[] = [];
   if (!sizedByCaller(execArgv, nodeOptions)) flags.push(YOUNG_GENERATION_FLAG);
   if (!memoryReducerSetByCaller(execArgv, nodeOptions)) flags.push(MEMORY_REDUCER_OFF);
-  if (!v8PoolSizedByCaller(execArgv, nodeOptions)) flags.push(V8_POOL_ONE_THREAD);
+  if (!v8PoolSizedByCaller(execArgv, nodeOptions)) flags.push(V8_POOL_TWO_THREADS);
   return flags;
 }

@@ -63,7 +63,7 @@ describe('meshward proxy', () => {
       const argv = readFileSync(`/proc/${proxy.child.pid}/cmdline`, 'utf8').split('\0');
       assert.equal(argv.filter((a) => a === '--min-semi-space-size=8').length, 1, argv.join(' '));
       assert.equal(argv.filter((a) => a === '--no-memory-reducer').length, 1, argv.join(' '));
-      assert.equal(argv.filter((a) => a === '--v8-pool-size=1').length, 1, argv.join(' '));
+      assert.equal(argv.filter((a) => a === '--v8-pool-size=2').length, 1, argv.join(' '));
     } finally {
       proxy.child.kill('SIGTERM');
     }

@@ -332,7 +332,7 @@ describe('meshward up --sidecars: one proxy process per workload', { timeout: 12
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
         assert.equal(argv.filter((a) => a === '--min-semi-space-size=8').length, 1, argv.join(' '));
         assert.equal(argv.filter((a) => a === '--no-memory-reducer').length, 1, argv.join(' '));
-        assert.equal(argv.filter((a) => a === '--v8-pool-size=1').length, 1, argv.join(' '));
+        assert.equal(argv.filter((a) => a === '--v8-pool-size=2').length, 1, argv.join(' '));
       }
       assert.equal((await placeOrder(await token('admin'))).status, 201);
       assert.equal((await call(`${REPORTING_TO_PAYMENT}/api/v1/payments/summary`)).status, 403);

@@ -2,8 +2,8 @@
 // into one buffer the whole process shares, rather than into a new buffer
 // per read passed up through a Readable stream's 'data' event: about 7 µs
 // less CPU per read, over TCP and over TLS alike, in a request-response
-// ping-pong (bench/upstream-reads.ts; docs/benchmarks.md, "One V8 worker
-// thread, and upstream reads into one shared buffer").
+// ping-pong (bench/upstream-reads.ts; docs/benchmarks.md, "Two V8 worker
+// threads, and upstream reads into one shared buffer").
 //
 // One buffer for every connection is sound because node hands a read to
 // its callback and waits for the callback to return before it reads again,
