@@ -44,14 +44,19 @@ export const V8_POOL_TWO_THREADS = '--v8-pool-size=2';
 /** `--v8-pool-size`, with `_` for `-` as Node also takes it. */
 const V8_POOL_SIZE = /^--v8[-_]pool[-_]size(?:=.*)?$/;
 
+/** True when a Node command line (or NODE_OPTIONS) has a flag `flag` matches. */
+function givenByCaller(flag: RegExp, execArgv: readonly string[], nodeOptions: string | undefined): boolean {
+  return [...execArgv, ...nodeOptionsWords(nodeOptions)].some((arg) => flag.test(arg));
+}
+
 /** True when a Node command line (or NODE_OPTIONS) turns V8's memory reducer on or off. */
 export function memoryReducerSetByCaller(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
-  return [...execArgv, ...nodeOptionsWords(nodeOptions)].some((arg) => MEMORY_REDUCER.test(arg));
+  return givenByCaller(MEMORY_REDUCER, execArgv, nodeOptions);
 }
 
 /** True when a Node command line (or NODE_OPTIONS) sizes V8's worker pool. */
 export function v8PoolSizedByCaller(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
-  return [...execArgv, ...nodeOptionsWords(nodeOptions)].some((arg) => V8_POOL_SIZE.test(arg));
+  return givenByCaller(V8_POOL_SIZE, execArgv, nodeOptions);
 }
 
 /**
