@@ -26,8 +26,8 @@
 //   sidecar settles 0.3–1.4 MiB lower after traffic. One thread settles
 //   lower still, but the tail read worse with it: a median p99 of 1.22 ms
 //   against 0.91 (four threads) and 0.91 (two) over four interleaved
-//   rounds at 1,000 requests/s (docs/benchmarks.md, "Two V8 worker
-//   threads, and upstream reads into one shared buffer").
+//   rounds at 1,000 requests/s (bench/worker-threads.ts; docs/benchmarks.md,
+//   "Two V8 worker threads, and upstream reads into one shared buffer").
 
 import { YOUNG_GENERATION_FLAG, nodeOptionsWords, sizedByCaller } from './young-generation.ts';
 
