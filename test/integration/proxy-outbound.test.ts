@@ -323,6 +323,65 @@ describe('outbound router: HTTP over mTLS', () => {
     assert.equal(remote.seen.at(-1)!.headers['x-meshward-peer-workload'], 'sleep');
   });
 
+  // The app's connections read into one buffer the process shares
+  // (src/proxy/http1/accepted-reads.ts): a body that waits for a new
+  // connection, and requests read ahead of the one in flight, must be
+  // copies, not views of bytes the next read overwrites.
+  it('keeps what the app sent past the read it came in: bodies waiting for a dial, pipelined requests', async () => {
+    const remote = await meshHttpServer(payment);
+    const { port } = await startRouter([upstream('payment', [remote.port])]);
+    const post = (path: string, body: string): string => `POST ${path} HTTP/1.1\r\nHost: payment\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const bodyOf = (tag: string): string => `${tag}:`.padEnd(900, tag);
+    /** Writes `bytes` in one write and reads until `responses` responses have come back. */
+    const exchange = async (bytes: string, responses: number): Promise<string> => {
+      const socket = net.connect(port('payment'), '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write(bytes);
+      let text = '';
+      for await (const chunk of socket) {
+        text += (chunk as Buffer).toString('latin1');
+        if (text.split(`hello ${CLIENT_ID}`).length - 1 === responses) break;
+      }
+      socket.destroy();
+      return text;
+    };
+    // Eight first requests at once: each waits for a connection of its own to be dialed while the others' reads land.
+    const tags = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    const replies = await Promise.all(tags.map((t) => exchange(post(`/dial/${t}`, bodyOf(t)), 1)));
+    assert.ok(replies.every((r) => r.startsWith('HTTP/1.1 200 ')), replies.join('\n'));
+    for (const t of tags) assert.equal(remote.seen.find((s) => s.path === `/dial/${t}`)?.body, bodyOf(t), `the body of /dial/${t}`);
+    // Three requests in one write: the two behind a short GET wait while its response is read over their bytes' place in the buffer.
+    const pipelined = await exchange(`GET /pipelined/first HTTP/1.1\r\nHost: payment\r\n\r\n${post('/pipelined/y', bodyOf('y'))}${post('/pipelined/z', bodyOf('z'))}`, 3);
+    assert.equal(pipelined.split('HTTP/1.1 200 ').length - 1, 3, pipelined);
+    assert.deepEqual(
+      remote.seen.filter((s) => s.path.startsWith('/pipelined/')).map((s) => [s.path, s.body]),
+      [['/pipelined/first', ''], ['/pipelined/y', bodyOf('y')], ['/pipelined/z', bodyOf('z')]],
+    );
+  });
+
+  it('delivers a request handed to the full path whole while other app connections read into the shared buffer', async () => {
+    const remote = await meshHttpServer(payment);
+    const { port } = await startRouter([upstream('payment', [remote.port])]);
+    const ask = (path: string, body: string): Promise<Reply> => request(port('payment'), { method: 'POST', path, body });
+    assert.equal((await ask('/warm', 'w')).status, 200);
+    // A chunked request goes to the full path with its first chunk, which waits there while a new connection is dialed for it.
+    const handed = net.connect(port('payment'), '127.0.0.1');
+    await once(handed, 'connect');
+    const first = 'first chunk '.repeat(20);
+    handed.write(`POST /handed HTTP/1.1\r\nHost: payment\r\nTransfer-Encoding: chunked\r\n\r\n${first.length.toString(16)}\r\n${first}\r\n`);
+    // Meanwhile other app connections' requests and responses are read into the shared buffer.
+    for (let i = 0; i < 6; i++) assert.equal((await ask(`/between/${i}`, 'z'.repeat(600))).status, 200);
+    handed.write('4\r\nlast\r\n0\r\n\r\n');
+    let text = '';
+    for await (const chunk of handed) {
+      text += (chunk as Buffer).toString('latin1');
+      if (text.endsWith(`hello ${CLIENT_ID}`)) break;
+    }
+    handed.destroy();
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.equal(remote.seen.find((s) => s.path === '/handed')?.body, `${first}last`);
+  });
+
   it('falls back to HTTP/1.1 when the server does not select h2', async () => {
     const remote = await meshHttpServer(payment, { h1Only: true });
     const { port } = await startRouter([upstream('payment', [remote.port])], { engine: upgraded() });

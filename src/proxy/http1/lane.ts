@@ -11,6 +11,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { parseRequestHead, type RequestHead } from './head.ts';
+import { keep, type SharedReads } from './shared-reads.ts';
 import type { ExchangeEnd, H1Upstream } from './upstream.ts';
 
 /** Bytes read ahead of the request in progress before the connection stops reading. */
@@ -41,6 +42,8 @@ export abstract class DownstreamLane {
   /** The exchange in flight, aborted when the downstream goes away. */
   #upstream: H1Upstream | null = null;
   readonly #handOff: (socket: Duplex, pending: Buffer | null) => void;
+  /** Where the socket's reads go when they come through the shared buffer; null: 'data' events. */
+  readonly #reads: SharedReads | null;
   #buf: Buffer | null = null;
   #busy = false;
   #closing = false;
@@ -53,11 +56,16 @@ export abstract class DownstreamLane {
   readonly #onClose = (): void => this.#closed();
   readonly #onEnd = (): void => this.#ended();
 
-  /** `handOff`: node's HTTP/1.1 server takes the connection, `pending` first. */
-  constructor(socket: Duplex, handOff: (socket: Duplex, pending: Buffer | null) => void) {
+  /**
+   * `handOff`: node's HTTP/1.1 server takes the connection, `pending` first.
+   * `reads`: the socket reads into the shared buffer (./accepted-reads.ts).
+   */
+  constructor(socket: Duplex, handOff: (socket: Duplex, pending: Buffer | null) => void, reads: SharedReads | null = null) {
     this.socket = socket;
     this.#handOff = handOff;
-    socket.on('data', this.#onData);
+    this.#reads = reads;
+    if (reads === null) socket.on('data', this.#onData);
+    else reads.attach(this.#onData);
     socket.on('close', this.#onClose);
     socket.on('end', this.#onEnd);
     // A reset by the peer ends the connection, never the process; 'close' follows.
@@ -125,9 +133,9 @@ export abstract class DownstreamLane {
     this.#buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
     if (this.#busy) {
       if (this.#buf.length > MAX_READ_AHEAD) this.socket.pause();
-      return;
-    }
-    this.#next();
+    } else this.#next();
+    // Bytes read ahead of the request in progress outlive this read.
+    if (this.#buf !== null) this.#buf = keep(this.#buf);
   }
 
   #closed(): void {
@@ -180,11 +188,17 @@ export abstract class DownstreamLane {
 
   #give(): void {
     const socket = this.socket;
-    socket.off('data', this.#onData);
+    const reads = this.#reads;
+    // Node's server reads the socket's handle itself once it has it; any
+    // read that still comes this way (after an upgrade gives the handle
+    // back) goes on as 'data', as it would on any socket.
+    if (reads === null) socket.off('data', this.#onData);
+    else reads.attach((chunk) => socket.push(Buffer.from(chunk)));
     socket.off('close', this.#onClose);
     socket.off('end', this.#onEnd);
     if (this.#idle !== null) clearTimeout(this.#idle);
-    const pending = this.#buf;
+    // Node's server parses these before its next read, but nothing says it must: a copy, once per hand-off.
+    const pending = this.#buf === null ? null : keep(this.#buf);
     this.#buf = null;
     this.#handOff(socket, pending);
   }
@@ -203,7 +217,8 @@ export abstract class DownstreamLane {
     if (typeof head === 'string') return this.#give();
     const total = head.end + head.contentLength;
     if (buf.length < total) return this.#give();
-    const body = head.contentLength > 0 ? buf.subarray(head.end, total) : null;
+    // The body is written after this read, maybe once a new connection is up.
+    const body = head.contentLength > 0 ? keep(buf.subarray(head.end, total)) : null;
     this.#buf = total < buf.length ? buf.subarray(total) : null;
     this.#busy = true;
     if (head.close) this.#closing = true;

@@ -11,7 +11,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import type { UpstreamReads } from './shared-reads.ts';
+import type { SharedReads } from './shared-reads.ts';
 import { H1Upstream } from './upstream.ts';
 
 /** Stop reusing a connection this long before the server said it would close it. */
@@ -45,7 +45,7 @@ export class H1Pool {
   }
 
   /** Wraps a newly connected socket (dialed with `reads.onread`, when given); it is the caller's until `release`. */
-  adopt(socket: Duplex, reads: UpstreamReads | null = null): H1Upstream {
+  adopt(socket: Duplex, reads: SharedReads | null = null): H1Upstream {
     const up = new H1Upstream(socket, reads);
     this.#all.add(up);
     socket.once('close', () => this.#all.delete(up));

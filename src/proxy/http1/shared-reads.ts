@@ -1,19 +1,20 @@
-// Where an upstream HTTP/1.1 connection's reads go: through node's `onread`
-// into one buffer the whole process shares, rather than into a new buffer
-// per read passed up through a Readable stream's 'data' event: about 7 µs
-// less CPU per read, over TCP and over TLS alike, in a request-response
-// ping-pong (bench/upstream-reads.ts; docs/benchmarks.md, "Two V8 worker
-// threads, and upstream reads into one shared buffer").
+// Where an HTTP/1.1 connection's reads go: through node's `onread` into one
+// buffer the whole process shares, rather than into a new buffer per read
+// passed up through a Readable stream's 'data' event: about 5–13 µs less CPU
+// per read, over TCP and over TLS alike, in a request-response ping-pong
+// (bench/shared-reads.ts; docs/benchmarks.md, "Two V8 worker threads,
+// and upstream reads into one shared buffer", and "The app's connection
+// reads into the shared buffer too").
 //
 // One buffer for every connection is sound because node hands a read to
 // its callback and waits for the callback to return before it reads again,
 // on any socket. Whatever the reader has not copied by then is overwritten
-// by the next read, so the reader (./upstream.ts) copies what it keeps past
-// its read: a partial response head, or a body slice it writes on as it is.
+// by the next read, so a reader copies what it keeps past its read (`keep`):
+// a partial head, a body slice it writes on as it is, bytes read ahead.
 // Re-serializing a head into a new buffer, the common case, is a copy
 // already.
 //
-//   const reads = new UpstreamReads();
+//   const reads = new SharedReads();
 //   const socket = net.connect({ host, port, onread: reads.onread });
 //   reads.attach((chunk) => …);   // chunk: valid until this call returns
 
@@ -22,12 +23,17 @@ import type { OnReadOpts } from 'node:net';
 /** As large as node's own reads: one TLS record is at most 16 KiB; a plaintext read takes what the kernel has. */
 const SHARED_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
-export class UpstreamReads {
+/** `bytes` as a reader may keep them past its read: a copy when they are in the shared buffer, else themselves. */
+export function keep(bytes: Buffer): Buffer {
+  return bytes.buffer === SHARED_BUFFER.buffer ? Buffer.from(bytes) : bytes;
+}
+
+export class SharedReads {
   #sink: ((chunk: Buffer) => void) | null = null;
   /** Bytes that arrived before a reader was attached, copied. */
   #early: Buffer | null = null;
 
-  /** The `onread` option for `net.connect` or `tls.connect` (node honours it only for a socket it dials, not one it wraps). */
+  /** The `onread` option for `net.connect`, `tls.connect`, or a socket around an accepted handle (./accepted-reads.ts). */
   readonly onread: OnReadOpts = {
     buffer: SHARED_BUFFER,
     callback: (bytes: number, buffer: Uint8Array): boolean => {

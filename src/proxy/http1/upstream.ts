@@ -7,14 +7,14 @@
 // reads into the buffer the process shares: what is kept past a read (a
 // partial head, a body slice passed on as it is) is copied first.
 //
-//   const reads = new UpstreamReads();
+//   const reads = new SharedReads();
 //   const up = new H1Upstream(net.connect({ host, port, onread: reads.onread }), reads);
 //   up.send(head, body, { downstream, headRequest: false, decorate: () => '', done: (end) => … });
 
 import type { Duplex } from 'node:stream';
 import { ChunkedScanner } from './chunked.ts';
 import { parseResponseHead, writeResponseHead, type ResponseHead } from './head.ts';
-import type { UpstreamReads } from './shared-reads.ts';
+import { keep, type SharedReads } from './shared-reads.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -99,16 +99,13 @@ export class H1Upstream {
   #seen = false;
   #broken = false;
   #uses = 0;
-  /** Reads arrive in the shared buffer, valid only until #data returns. */
-  readonly #borrowed: boolean;
   readonly #resume = (): void => {
     this.socket.resume();
   };
 
   /** `reads`: the socket was dialed with its `onread` (then it emits no 'data'). */
-  constructor(socket: Duplex, reads: UpstreamReads | null = null) {
+  constructor(socket: Duplex, reads: SharedReads | null = null) {
     this.socket = socket;
-    this.#borrowed = reads !== null;
     if (reads === null) socket.on('data', (chunk: Buffer) => this.#data(chunk));
     else reads.attach((chunk) => this.#data(chunk));
     socket.on('end', () => this.#ended());
@@ -173,7 +170,7 @@ export class H1Upstream {
       const h = parseResponseHead(buf, at, MAX_RESPONSE_HEAD_BYTES);
       if (h === 'incomplete') {
         const rest = at === 0 ? buf : buf.subarray(at);
-        this.#pending = buf === chunk && this.#borrowed ? Buffer.from(rest) : rest;
+        this.#pending = keep(rest);
         return;
       }
       if (h === 'unsupported' || h.status === 101) {
@@ -236,12 +233,12 @@ export class H1Upstream {
       }
     }
     let written: boolean;
-    if (extra === null) written = down.write(this.#passed(at === 0 && end === buf.length ? buf : buf.subarray(at, end)));
+    if (extra === null) written = down.write(keep(at === 0 && end === buf.length ? buf : buf.subarray(at, end)));
     else if (end - at <= INLINE_BODY_BYTES) written = down.write(headBytes(this.#head!, extra, buf, at, end));
     else {
       down.cork();
       down.write(headBytes(this.#head!, extra, buf, at, at));
-      written = down.write(this.#passed(buf.subarray(at, end)));
+      written = down.write(keep(buf.subarray(at, end)));
       down.uncork();
     }
     if (complete) {
@@ -253,11 +250,6 @@ export class H1Upstream {
       this.socket.pause();
       down.once('drain', this.#resume);
     }
-  }
-
-  /** Body bytes to write on as they are: a copy when they are in the shared buffer, which a write may outlive. */
-  #passed(bytes: Buffer): Buffer {
-    return this.#borrowed ? Buffer.from(bytes) : bytes;
   }
 
   #complete(ex: Exchange): void {

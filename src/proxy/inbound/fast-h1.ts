@@ -21,7 +21,7 @@ import { resolveProxyLimits } from '../../api/proxy-limits.ts';
 import { hopByHop, isHeaderValue, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
 import { isTraceHeader, traceHeaders, traceLines, untracedFields, type HeaderFields } from '../http1/trace.ts';
-import { UpstreamReads } from '../http1/shared-reads.ts';
+import { SharedReads } from '../http1/shared-reads.ts';
 import { sendAgain, type H1Upstream } from '../http1/upstream.ts';
 import { endServerSpan, startServerSpan, type InboundFacts } from '../tracing/hop.ts';
 import type { Span } from '../tracing/tracer.ts';
@@ -291,7 +291,7 @@ export class InboundFastLane extends DownstreamLane {
       send(pooled);
       return;
     }
-    const reads = new UpstreamReads();
+    const reads = new SharedReads();
     const socket = net.connect({ host: '127.0.0.1', port: port.appPort, onread: reads.onread });
     socket.setNoDelay(true);
     const refused = (): void => {

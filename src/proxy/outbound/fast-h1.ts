@@ -16,6 +16,7 @@ import type { Duplex } from 'node:stream';
 import type { UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { hopByHop, type RequestHead } from '../http1/head.ts';
 import { DownstreamLane, type LaneLimits } from '../http1/lane.ts';
+import type { SharedReads } from '../http1/shared-reads.ts';
 import { traceHeaders, traceLines, untracedFields, type HeaderFields } from '../http1/trace.ts';
 import { endClientSpan, startClientSpan, type OutboundFacts } from '../tracing/hop.ts';
 import type { Span } from '../tracing/tracer.ts';
@@ -71,9 +72,15 @@ export class OutboundFastLane extends DownstreamLane {
   #counted: H1Upstream | null = null;
   #counter: Counter | null = null;
 
-  /** `route`: the upstream this local port leads to, as the table has it now. */
-  constructor(socket: Duplex, route: () => Route | undefined, context: () => ForwardContext, handOff: (socket: Duplex, pending: Buffer | null) => void) {
-    super(socket, handOff);
+  /** `route`: the upstream this local port leads to, as the table has it now; `reads`: as ../http1/lane.ts takes them. */
+  constructor(
+    socket: Duplex,
+    reads: SharedReads | null,
+    route: () => Route | undefined,
+    context: () => ForwardContext,
+    handOff: (socket: Duplex, pending: Buffer | null) => void,
+  ) {
+    super(socket, handOff, reads);
     this.#route = route;
     this.#context = context;
     this.begin();

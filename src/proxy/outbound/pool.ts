@@ -22,7 +22,7 @@ import type { Upstream, UpstreamEndpoint } from '../../api/proxy-config.ts';
 import { dial, observeHandshake, presentedId, type DialPlan, type TlsOptionsCache } from './dial.ts';
 import { handshakeObserver, type OutboundMetrics } from './metrics.ts';
 import { H1Pool } from '../http1/pool.ts';
-import { UpstreamReads } from '../http1/shared-reads.ts';
+import { SharedReads } from '../http1/shared-reads.ts';
 import type { H1Upstream } from '../http1/upstream.ts';
 
 export type Transport =
@@ -134,7 +134,7 @@ export class ConnectionPool {
   async dialH1(plan: DialPlan, upstream: Upstream, endpoint: UpstreamEndpoint): Promise<{ readonly key: string; readonly up: H1Upstream }> {
     const options = this.#tlsOptions.get(plan, upstream, endpoint, H1_ALPN)!;
     const observer = this.#metrics === undefined ? undefined : handshakeObserver(this.#metrics, upstream.host);
-    const reads = new UpstreamReads();
+    const reads = new SharedReads();
     const socket = (await dial(endpoint, options, this.#timeoutMs, observer, reads.onread)) as tls.TLSSocket;
     socket.setNoDelay(true);
     const up = this.#h1.adopt(socket, reads);

@@ -37,6 +37,7 @@ import { forwardTcp } from './tcp-forward.ts';
 import { OutboundFastLane } from './fast-h1.ts';
 import { isPeerWorkload } from '../peer-workload.ts';
 import { handToServer } from '../http1/lane.ts';
+import { readIntoSharedBuffer } from '../http1/accepted-reads.ts';
 import type { Duplex } from 'node:stream';
 
 export interface OutboundRouterOptions {
@@ -61,6 +62,12 @@ interface Listener {
 function listenerKind(route: Route): ListenerKind {
   const p = route.upstream.protocol;
   return p === 'tcp' ? 'tcp' : p === 'http' ? 'http' : 'h2c';
+}
+
+/** Keeps `socket` in `sockets` while it is open (a listener's close destroys them). */
+function hold(sockets: Set<net.Socket>, socket: net.Socket): void {
+  sockets.add(socket);
+  socket.once('close', () => sockets.delete(socket));
 }
 
 function plainResponse(res: Http.ServerResponse, status: number, body: string, headers: Http.OutgoingHttpHeaders = {}): void {
@@ -235,10 +242,7 @@ export class OutboundRouter {
 
   #track(server: net.Server | Http.Server | http2.Http2Server): Set<net.Socket> {
     const sockets = new Set<net.Socket>();
-    server.on('connection', (s: net.Socket) => {
-      sockets.add(s);
-      s.once('close', () => sockets.delete(s));
-    });
+    server.on('connection', (s: net.Socket) => hold(sockets, s));
     return sockets;
   }
 
@@ -297,11 +301,15 @@ export class OutboundRouter {
     });
     full.on('clientError', (_err, socket) => socket.destroy());
     const handOff = (socket: Duplex, pending: Buffer | null): void => handToServer(full, socket, pending);
-    const server = net.createServer((socket) => {
+    // Accepted paused: the connection's reads go to the shared buffer from its first byte.
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer({ pauseOnConnect: true }, (accepted) => {
+      const { socket, reads } = readIntoSharedBuffer(accepted);
+      hold(sockets, socket);
       socket.setNoDelay(true);
-      new OutboundFastLane(socket, () => this.#table.byName(name), () => this.#context(), handOff);
+      new OutboundFastLane(socket, reads, () => this.#table.byName(name), () => this.#context(), handOff);
     });
-    return { key, server, sockets: this.#track(server) };
+    return { key, server, sockets };
   }
 
   #proxyListener(key: string): Listener {
