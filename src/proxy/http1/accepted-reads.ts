@@ -5,11 +5,12 @@
 // built with it: 0.83× the CPU of an exchange read through 'data'
 // (bench/shared-reads.ts).
 //
-// This leans on what node does not document, the same few things its own
-// tls, http2 and child_process modules use: a socket's `_handle`, the
-// `handle` option of the Socket constructor, and `_server` (which counts
-// the server's open connections, for `close()` and `maxConnections`). Where
-// a socket lacks them it is returned as it came, reading through 'data'.
+// This leans on what node does not document: a socket's `_handle`, the
+// Socket constructor's `handle` option (node's own modules build sockets
+// around handles with it), and `_server` (which counts the server's open
+// connections, for `close()` and `maxConnections`). Where a socket lacks
+// them it is returned as it came, reading through 'data'; the tests
+// (test/unit/proxy/http1/accepted-reads.test.ts) fail if node changes them.
 // The server must accept with `pauseOnConnect`, so the accepted socket has
 // read nothing.
 //
