@@ -7,10 +7,12 @@
 //   - dialed over plain TCP (inbound, to the app) and over TLS (ECDSA P-256,
 //     outbound to a peer proxy): the client side is measured;
 //   - accepted over plain TCP (the app's connection to its local upstream
-//     port), moved onto the shared buffer by src/proxy/http1/accepted-reads.ts:
-//     the server side is measured.
+//     port), moved onto the shared buffer by src/proxy/http1/accepted-reads.ts,
+//     and over TLS (a peer proxy's connection to an inbound port), switched
+//     onto it by src/proxy/http1/secured-reads.ts: the server side is measured.
 // (docs/benchmarks.md, "Two V8 worker threads, and upstream reads into one
-// shared buffer", and "The app's connection reads into the shared buffer too")
+// shared buffer", "The app's connection reads into the shared buffer too",
+// and "A peer's connection reads into the shared buffer too")
 //
 //   npx node bench/shared-reads.ts [--rounds 7] [--exchanges 40000]
 //
@@ -28,6 +30,7 @@ import { median, rotate } from './two-hop/measure.ts';
 import { createPki } from './two-hop/pki.ts';
 import { SharedReads } from '../src/proxy/http1/shared-reads.ts';
 import { readIntoSharedBuffer } from '../src/proxy/http1/accepted-reads.ts';
+import { readSecuredIntoSharedBuffer } from '../src/proxy/http1/secured-reads.ts';
 
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
@@ -42,8 +45,9 @@ const REQUEST = Buffer.from('GET / HTTP/1.1\r\nhost: server.bench.svc\r\n\r\n');
 
 if (positionals[0] === 'caller') {
   // Sends a request, and the next one on each read, `exchanges` times; then ends.
-  const [port, exchanges] = positionals.slice(1).map(Number);
-  const socket = net.connect(port!, '127.0.0.1');
+  const [port, exchanges] = positionals.slice(1, 3).map(Number);
+  const where = { host: '127.0.0.1', port: port! };
+  const socket = positionals[3] === 'tls' ? tls.connect({ ...where, rejectUnauthorized: false }) : net.connect(where);
   socket.setNoDelay(true);
   let left = exchanges!;
   socket.on('data', () => {
@@ -102,15 +106,19 @@ if (positionals[0] === 'caller') {
   }
 
   /** The server's CPU µs per exchange, answering `EXCHANGES` requests one after another on one connection it accepted. */
-  async function accepted(way: Way): Promise<number> {
+  async function accepted(transport: 'tcp' | 'tls', way: Way): Promise<number> {
     let before!: NodeJS.CpuUsage;
     let finished!: () => void;
     const done = new Promise<void>((resolve) => (finished = resolve));
-    const listener = net.createServer({ pauseOnConnect: way === 'onread, shared buffer', noDelay: true }, (socket) => {
+    const onAccepted = (socket: net.Socket): void => {
       before = process.cpuUsage();
       // One request per read on loopback: each read is answered.
       if (way === "'data' events") socket.on('data', () => socket.write(RESPONSE));
-      else {
+      else if (socket instanceof tls.TLSSocket) {
+        const reads = readSecuredIntoSharedBuffer(socket);
+        if (reads === null) throw new Error('the accepted TLS socket did not switch onto the shared buffer');
+        reads.attach(() => socket.write(RESPONSE));
+      } else {
         const moved = readIntoSharedBuffer(socket);
         if (moved.reads === null) throw new Error('the accepted socket did not move onto the shared buffer');
         moved.reads.attach(() => moved.socket.write(RESPONSE));
@@ -118,10 +126,14 @@ if (positionals[0] === 'caller') {
       }
       socket.on('end', () => socket.end());
       socket.on('close', finished);
-    });
+    };
+    const listener =
+      transport === 'tcp'
+        ? net.createServer({ pauseOnConnect: way === 'onread, shared buffer', noDelay: true }, onAccepted)
+        : tls.createServer({ key: readFileSync(leaf.keyFile), cert: readFileSync(leaf.chainFile), noDelay: true }, onAccepted);
     listener.listen(0, '127.0.0.1');
     await once(listener, 'listening');
-    const caller = spawn('taskset', ['-c', '1', process.execPath, import.meta.filename, 'caller', String((listener.address() as net.AddressInfo).port), String(EXCHANGES)], { stdio: 'inherit' });
+    const caller = spawn('taskset', ['-c', '1', process.execPath, import.meta.filename, 'caller', String((listener.address() as net.AddressInfo).port), String(EXCHANGES), transport], { stdio: 'inherit' });
     await done;
     const used = process.cpuUsage(before);
     await once(caller, 'exit');
@@ -129,9 +141,12 @@ if (positionals[0] === 'caller') {
     return (used.user + used.system) / EXCHANGES;
   }
 
-  type Kind = 'dialed TCP' | 'dialed TLS' | 'accepted TCP';
-  const KINDS: readonly Kind[] = ['dialed TCP', 'dialed TLS', 'accepted TCP'];
-  const measure = (kind: Kind, way: Way): Promise<number> => (kind === 'accepted TCP' ? accepted(way) : dialed(kind === 'dialed TCP' ? 'tcp' : 'tls', way));
+  type Kind = 'dialed TCP' | 'dialed TLS' | 'accepted TCP' | 'accepted TLS';
+  const KINDS: readonly Kind[] = ['dialed TCP', 'dialed TLS', 'accepted TCP', 'accepted TLS'];
+  const measure = (kind: Kind, way: Way): Promise<number> => {
+    const transport = kind.endsWith('TLS') ? 'tls' : 'tcp';
+    return kind.startsWith('accepted') ? accepted(transport, way) : dialed(transport, way);
+  };
 
   // Untimed first: both ways' code paths optimized before any round counts.
   for (const kind of KINDS) for (const way of WAYS) await measure(kind, way);

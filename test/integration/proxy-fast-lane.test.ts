@@ -8,9 +8,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { ProxyConfig } from '../../src/api/proxy-config.ts';
 import { trustBundleFromPem } from '../../src/identity/trust-bundle.ts';
+import { mtlsClientOptions } from '../../src/identity/tls-options.ts';
 import { WorkloadProxy } from '../../src/proxy/proxy.ts';
 import type { AccessLogEntry } from '../../src/proxy/access-log.ts';
 import { get } from '../support/http.ts';
@@ -82,13 +85,21 @@ async function rawApp(respond: (req: AppRequest, socket: net.Socket) => void): P
   };
 }
 
-/** Sends `raw` on a new plaintext connection and reads (after `pauseMs`) until the proxy closes it or `done` says enough. */
-async function exchange(port: number, raw: string, done: (got: string) => boolean = () => false, pauseMs = 0): Promise<{ text: string; closed: boolean }> {
+/** How a test caller reaches the proxy: plaintext (PERMISSIVE), or mTLS with a mesh SVID, as another proxy does. */
+type Dial = (port: number) => Promise<Duplex>;
+
+const dialPlaintext: Dial = async (port) => {
   const socket = net.connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  return socket;
+};
+
+/** Sends `raw` on a new connection and reads (after `pauseMs`) until the proxy closes it or `done` says enough. */
+async function exchangeOver(dial: Dial, port: number, raw: string, done: (got: string) => boolean = () => false, pauseMs = 0): Promise<{ text: string; closed: boolean }> {
+  const socket = await dial(port);
   socket.setEncoding('latin1');
   let got = '';
   let closed = false;
-  await once(socket, 'connect');
   socket.write(raw);
   await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, 3000);
@@ -119,11 +130,16 @@ const responses = (text: string): number => text.split('HTTP/1.1 ').length - 1;
 const BIG_BODY = Buffer.alloc(12_000_000);
 for (let i = 0; i < BIG_BODY.length; i++) BIG_BODY[i] = (i * 7 + (i >> 16)) & 0xff;
 
-describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
+// Over mTLS the lane reads the caller's connection through the shared read
+// buffer (src/proxy/http1/secured-reads.ts), over plaintext through 'data':
+// every case runs both ways.
+for (const transport of ['plaintext', 'mTLS'] as const) describe(`inbound HTTP/1.1 fast lane, caller over ${transport}`, { timeout: 20_000 }, () => {
   let app: Awaited<ReturnType<typeof rawApp>>;
   let proxy: WorkloadProxy;
   let port = 0;
   const log: AccessLogEntry[] = [];
+  let dial: Dial = dialPlaintext;
+  const exchange = (p: number, raw: string, done?: (got: string) => boolean, pauseMs?: number): ReturnType<typeof exchangeOver> => exchangeOver(dial, p, raw, done, pauseMs);
 
   before(async () => {
     app = await rawApp((req, socket) => {
@@ -191,6 +207,15 @@ describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
     };
     proxy = await WorkloadProxy.start(config, { material: { key: leaf.key, chain: leaf.chain, bundle }, bindPort: () => 0, accessLog: (e) => log.push(e), drainMs: 100 });
     port = proxy.status().inbound[0]!.boundPort;
+    if (transport === 'mTLS') {
+      const caller = await createLeaf(root, { uris: [`spiffe://${TD}/ns/production/sa/checkout`] });
+      const options = mtlsClientOptions({ key: caller.key, chain: caller.chain, bundle }, { allowedIds: new Set([`spiffe://${TD}/ns/production/sa/payment-service`]), alpn: ['http/1.1'] });
+      dial = async (p) => {
+        const socket = tls.connect({ ...options, host: '127.0.0.1', port: p });
+        await once(socket, 'secureConnect');
+        return socket;
+      };
+    }
   });
 
   after(async () => {
@@ -274,6 +299,27 @@ describe('inbound HTTP/1.1 fast lane', { timeout: 20_000 }, () => {
     const bodies = text.split('HTTP/1.1 200 OK').slice(1).map((r) => r.slice(r.indexOf('\r\n\r\n') + 4));
     assert.deepEqual(bodies, ['GET /one ', 'POST /two abc', 'GET /three ']);
   });
+
+  it('keeps pipelined requests and their bodies whole past the read they came in', async () => {
+  const bodies = Array.from({ length: 6 }, (_, n) => String.fromCharCode(97 + n).repeat(1000 + n));
+  const raw = bodies.map((b, n) => `POST /piped-${n} HTTP/1.1\r\nHost: p\r\nContent-Length: ${b.length}\r\n\r\n${b}`).join('');
+  const { text } = await exchange(port, raw, (t) => t.includes('POST /piped-5 '));
+  assert.equal(responses(text), 6);
+  const got = text.split('HTTP/1.1 200 OK').slice(1).map((r) => r.slice(r.indexOf('\r\n\r\n') + 4));
+  assert.deepEqual(got, bodies.map((b, n) => `POST /piped-${n} ${b}`));
+});
+
+  if (transport === 'mTLS') {
+    it('replaces a caller\'s x-forwarded-client-cert on the lane with the verified peer\'s', async () => {
+      await exchange(port, 'GET /xfcc-mtls HTTP/1.1\r\nHost: p\r\nX-Forwarded-Client-Cert: URI=spiffe://evil\r\n\r\n', (t) => t.includes('GET /xfcc-mtls'));
+      const seen = app.seen.find((r) => r.path === '/xfcc-mtls')!;
+      const lines = seen.head.split('\r\n').filter((l) => /^x-forwarded-client-cert:/i.test(l));
+      assert.equal(lines.length, 1, seen.head);
+      assert.match(lines[0]!, /URI=spiffe:\/\/cluster\.local\/ns\/production\/sa\/checkout$/);
+      assert.doesNotMatch(seen.head, /evil/);
+    });
+    return;
+  }
 
   it('strips a caller\'s x-forwarded-client-cert on the lane (plaintext: none is set)', async () => {
     await exchange(port, 'GET /xfcc HTTP/1.1\r\nHost: p\r\nX-Forwarded-Client-Cert: URI=spiffe://evil\r\n\r\n', (t) => t.includes('GET /xfcc'));

@@ -117,8 +117,9 @@ export class InboundFastLane extends DownstreamLane {
   /** The x-forwarded-client-cert line for the app: the same for every request of the connection. */
   #xfccLine: string | undefined;
 
-  constructor(socket: Duplex, info: ConnectionInfo, host: LaneHost) {
-    super(socket, host.handOff);
+  /** `reads`: the socket reads into the shared buffer (../http1/secured-reads.ts); null: 'data' events. */
+  constructor(socket: Duplex, info: ConnectionInfo, host: LaneHost, reads: SharedReads | null = null) {
+    super(socket, host.handOff, reads);
     this.#info = info;
     this.#host = host;
     this.begin();

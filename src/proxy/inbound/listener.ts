@@ -11,7 +11,7 @@ import { http } from '../../lib/node-http.ts';
 import { createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, TLSSocket, type Server as TlsServer } from 'node:tls';
 import type { InboundPort } from '../../api/proxy-config.ts';
 import type { Duplex } from 'node:stream';
 import { createMtlsServer, verifiedPeer, type MtlsMaterial, type MtlsServer } from '../../identity/tls-options.ts';
@@ -23,6 +23,7 @@ import { handleInboundRequest } from './http.ts';
 import { handleInboundTcp } from './tcp.ts';
 import { InboundFastLane, type LaneHost } from './fast-h1.ts';
 import { handToServer } from '../http1/lane.ts';
+import { readSecuredIntoSharedBuffer } from '../http1/secured-reads.ts';
 import { h2ServerOptions, limitsOf, ListenerLimits } from './limits.ts';
 
 const TLS_HANDSHAKE = 0x16;
@@ -260,7 +261,9 @@ export class InboundListener {
         this.#pendingSession = undefined;
       }
     } else {
-      new InboundFastLane(socket, info, this.#lane);
+      // Still inside 'secureConnection' for a TLS socket: no decrypted byte read yet.
+      const reads = socket instanceof TLSSocket ? readSecuredIntoSharedBuffer(socket) : null;
+      new InboundFastLane(socket, info, this.#lane, reads);
     }
   }
 
