@@ -334,6 +334,30 @@ describe('inbound limits', { timeout: 20_000 }, () => {
     assert.equal(entry.path, '/upload');
   });
 
+  it('lets go at once of a connection whose caller leaves during the handshake, not at the handshake timeout', async () => {
+    const p = await start();
+    // Half a ClientHello, then the caller's end.
+    const hello = await dial(p.port);
+    hello.socket.end(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+    // A client that has its side of the handshake and ends before the proxy has its own.
+    for (let i = 0; i < 3; i++) {
+      const early = tls.connect({ ...orderTls, host: '127.0.0.1', port: p.port });
+      early.on('error', () => {});
+      await once(early, 'secureConnect');
+      early.end();
+    }
+    const gauge = async (): Promise<string> => /^meshward_proxy_downstream_connections (\d+)$/m.exec(await stats(p.admin))?.[1] ?? '?';
+    const deadline = Date.now() + 2000;
+    let open = await gauge();
+    while (open !== '0' && Date.now() < deadline) {
+      await sleep(20);
+      open = await gauge();
+    }
+    assert.equal(open, '0', 'the proxy still holds connections whose callers left (default handshake timeout: 10 s)');
+    assert.equal(await limitCount(p.admin, 'handshake_timeout'), 0);
+    await hello.closed;
+  });
+
   it('starts every series at zero and reports the open connections', async () => {
     const p = await start();
     const text = await stats(p.admin);

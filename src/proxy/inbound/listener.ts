@@ -39,6 +39,19 @@ function plainIp(address: string | undefined): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
+/**
+ * The TLS socket node builds around `socket` takes its `allowHalfOpen`. The
+ * listener keeps half-open connections (for TCP ports), but a peer that
+ * ends its side before the handshake is over has left: half-open, its
+ * connection would hold a descriptor and a connection slot until the
+ * handshake timeout, though nothing more can come of it. So the handshake
+ * runs with half-open off, and the secured socket gets it back
+ * (`#secure`, the ingress server's 'secureConnection').
+ */
+function closeWhenPeerLeavesHandshake(socket: Socket): void {
+  socket.allowHalfOpen = false;
+}
+
 export class InboundListener {
   readonly port: number;
   readonly #ctx: InboundContext;
@@ -151,6 +164,7 @@ export class InboundListener {
           socket.destroy();
           return;
         }
+        closeWhenPeerLeavesHandshake(socket);
         server.emit('connection', socket);
         return;
       }
@@ -164,6 +178,7 @@ export class InboundListener {
         const key = peerKey(socket);
         this.#helloAt.set(key, performance.now());
         socket.once('close', () => this.#helloAt.delete(key));
+        closeWhenPeerLeavesHandshake(socket);
         this.#mtls.server.emit('connection', socket);
         return;
       }
@@ -190,6 +205,7 @@ export class InboundListener {
 
   #secure(socket: TLSSocket): void {
     this.#limits.settleTls(socket);
+    socket.allowHalfOpen = true;
     const peer = verifiedPeer(socket);
     // The guard has destroyed a refused peer already.
     if (peer === undefined) return;
@@ -217,6 +233,7 @@ export class InboundListener {
     server.on('tlsClientError', () => this.#ctx.metrics.handshakeFailed('ingress-tls'));
     server.on('secureConnection', (socket: TLSSocket) => {
       this.#limits.settleTls(socket);
+      socket.allowHalfOpen = true;
       this.#sockets.add(socket);
       socket.on('close', () => this.#sockets.delete(socket));
       socket.on('error', () => socket.destroy());
