@@ -301,13 +301,13 @@ for (const transport of ['plaintext', 'mTLS'] as const) describe(`inbound HTTP/1
   });
 
   it('keeps pipelined requests and their bodies whole past the read they came in', async () => {
-  const bodies = Array.from({ length: 6 }, (_, n) => String.fromCharCode(97 + n).repeat(1000 + n));
-  const raw = bodies.map((b, n) => `POST /piped-${n} HTTP/1.1\r\nHost: p\r\nContent-Length: ${b.length}\r\n\r\n${b}`).join('');
-  const { text } = await exchange(port, raw, (t) => t.includes('POST /piped-5 '));
-  assert.equal(responses(text), 6);
-  const got = text.split('HTTP/1.1 200 OK').slice(1).map((r) => r.slice(r.indexOf('\r\n\r\n') + 4));
-  assert.deepEqual(got, bodies.map((b, n) => `POST /piped-${n} ${b}`));
-});
+    const bodies = Array.from({ length: 6 }, (_, n) => String.fromCharCode(97 + n).repeat(1000 + n));
+    const raw = bodies.map((b, n) => `POST /piped-${n} HTTP/1.1\r\nHost: p\r\nContent-Length: ${b.length}\r\n\r\n${b}`).join('');
+    const { text } = await exchange(port, raw, (t) => t.includes('POST /piped-5 '));
+    assert.equal(responses(text), 6);
+    const got = text.split('HTTP/1.1 200 OK').slice(1).map((r) => r.slice(r.indexOf('\r\n\r\n') + 4));
+    assert.deepEqual(got, bodies.map((b, n) => `POST /piped-${n} ${b}`));
+  });
 
   if (transport === 'mTLS') {
     it('replaces a caller\'s x-forwarded-client-cert on the lane with the verified peer\'s', async () => {

@@ -45,8 +45,7 @@ function plainIp(address: string | undefined): string {
  * ends its side before the handshake is over has left: half-open, its
  * connection would hold a descriptor and a connection slot until the
  * handshake timeout, though nothing more can come of it. So the handshake
- * runs with half-open off, and the secured socket gets it back
- * (`#secure`, the ingress server's 'secureConnection').
+ * runs with half-open off, and the secured socket gets it back (`#serve`).
  */
 function closeWhenPeerLeavesHandshake(socket: Socket): void {
   socket.allowHalfOpen = false;
@@ -205,7 +204,6 @@ export class InboundListener {
 
   #secure(socket: TLSSocket): void {
     this.#limits.settleTls(socket);
-    socket.allowHalfOpen = true;
     const peer = verifiedPeer(socket);
     // The guard has destroyed a refused peer already.
     if (peer === undefined) return;
@@ -233,7 +231,6 @@ export class InboundListener {
     server.on('tlsClientError', () => this.#ctx.metrics.handshakeFailed('ingress-tls'));
     server.on('secureConnection', (socket: TLSSocket) => {
       this.#limits.settleTls(socket);
-      socket.allowHalfOpen = true;
       this.#sockets.add(socket);
       socket.on('close', () => this.#sockets.delete(socket));
       socket.on('error', () => socket.destroy());
@@ -254,6 +251,8 @@ export class InboundListener {
 
   /** `first` tells HTTP/2 from HTTP/1.1 on plaintext; on TLS, ALPN has (null: not h2). */
   #serve(socket: Duplex, first: Buffer | null, info: ConnectionInfo): void {
+    // The listener's half-open, which a TLS handshake ran without (closeWhenPeerLeavesHandshake).
+    socket.allowHalfOpen = true;
     const port = inboundPort(info.snapshot, this.port);
     if (port === undefined) {
       socket.destroy();
