@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.meshward/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', '.meshward/**', 'coverage/**', 'build/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

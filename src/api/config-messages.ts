@@ -2,7 +2,7 @@
 // and the proxy (client): message shapes as @grpc/proto-loader decodes them
 // and the service definition loaded from ./proto/meshward-config.proto.
 
-import { fileURLToPath } from 'node:url';
+import { packageFile } from '../lib/installation.ts';
 import { loadSync } from '@grpc/proto-loader';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 
@@ -32,7 +32,7 @@ let definition: ServiceDefinition | undefined;
 /** Loads the proto once per process. */
 export function configService(): ServiceDefinition {
   if (definition) return definition;
-  const file = fileURLToPath(new URL('./proto/meshward-config.proto', import.meta.url));
+  const file = packageFile('src', 'api', 'proto', 'meshward-config.proto');
   const pkg = loadSync(file, { keepCase: true, longs: String, enums: String, defaults: true, arrays: true, objects: true, oneofs: true });
   definition = pkg[CONFIG_SERVICE] as ServiceDefinition;
   return definition;

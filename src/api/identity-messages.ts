@@ -4,7 +4,7 @@
 // definitions loaded from ./proto. Neither side imports the other; both
 // import this.
 
-import { fileURLToPath } from 'node:url';
+import { packageFile } from '../lib/installation.ts';
 import { loadSync, type Options } from '@grpc/proto-loader';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 
@@ -105,9 +105,7 @@ let services: IdentityServices | undefined;
 /** Loads ./proto once per process. */
 export function identityServices(): IdentityServices {
   if (services) return services;
-  const files = ['istio-ca.proto', 'meshward-identity.proto'].map((f) =>
-    fileURLToPath(new URL(`./proto/${f}`, import.meta.url)),
-  );
+  const files = ['istio-ca.proto', 'meshward-identity.proto'].map((f) => packageFile('src', 'api', 'proto', f));
   const pkg = loadSync(files, LOADER_OPTIONS);
   services = Object.freeze({
     certificate: pkg[CERTIFICATE_SERVICE] as ServiceDefinition,

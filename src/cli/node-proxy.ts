@@ -18,6 +18,7 @@ import { callAdmin, findLiveServer, type LiveServer } from './ca-server-file.ts'
 import { EXIT_OK, EXIT_USAGE } from './io.ts';
 import { caDirOf, jsonLog, readMesh } from './mesh-common.ts';
 import { untilSignal } from './signals.ts';
+import { RUNNING_FROM } from '../lib/installation.ts';
 
 export interface NodeProxyOptions {
   filename: string;
@@ -96,7 +97,7 @@ export async function runNodeProxy(opts: NodeProxyOptions): Promise<number> {
       // The token above was single-use and is spent; later ones are minted on demand.
       proxies.push(p);
       const st = p.status().proxy;
-      log('info', 'proxy-started', { workload: h.key, spiffeId: h.spiffeId, adminPort: st?.adminPort, inbound: st?.inbound.map((i) => `${i.port}:${i.mode}`) });
+      log('info', 'proxy-started', { workload: h.key, spiffeId: h.spiffeId, adminPort: st?.adminPort, inbound: st?.inbound.map((i) => `${i.port}:${i.mode}`), runningFrom: RUNNING_FROM });
     }),
   );
   const outcome = await Promise.race([started.then(() => 'started' as const, (err: unknown) => err as Error), signalled]);

@@ -12,6 +12,7 @@ import { formatDiagnostic } from '../api/diagnostics.ts';
 import type { ProxyConfig } from '../api/proxy-config.ts';
 import { loadProxyConfig } from '../api/proxy-config-schema.ts';
 import { trimMemoryWhenIdle } from '../lib/memory-trim.ts';
+import { RUNNING_FROM } from '../lib/installation.ts';
 import type { WorkloadAgent } from '../identity/agent/index.ts';
 import { ProxyConfigError, WorkloadProxy } from '../proxy/proxy.ts';
 import { EXIT_OK, EXIT_USAGE } from './io.ts';
@@ -83,7 +84,7 @@ export async function runProxy(opts: { config: string }): Promise<number> {
     return EXIT_USAGE;
   }
   const st = proxy.status();
-  logLine('info', 'proxy-started', { workload: st.workload, spiffeId: st.spiffeId, adminPort: st.adminPort, inbound: st.inbound });
+  logLine('info', 'proxy-started', { workload: st.workload, spiffeId: st.spiffeId, adminPort: st.adminPort, inbound: st.inbound, runningFrom: RUNNING_FROM });
   const stopTrim = trimMemoryWhenIdle();
   const sig = await signalled;
   stopTrim();

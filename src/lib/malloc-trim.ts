@@ -14,10 +14,10 @@
 // glibc), releaseFreedCMemory() returns false and does nothing.
 
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { packageFile } from './installation.ts';
 
 /** Where tools/build-native.ts writes the addon. */
-export const MALLOC_TRIM_ADDON = resolve(import.meta.dirname, '../../build/native/malloc-trim.node');
+export const MALLOC_TRIM_ADDON = packageFile('build', 'native', 'malloc-trim.node');
 
 /** Whether this process runs on Linux with glibc, where malloc_trim exists and the addon can be built. */
 export function onGlibc(): boolean {

@@ -12,9 +12,9 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-export function runMeshward(args: readonly string[], options: { stdin?: string; cwd?: string } = {}): Promise<CliRun> {
+export function runMeshward(args: readonly string[], options: { stdin?: string; cwd?: string; bin?: string } = {}): Promise<CliRun> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [MESHWARD_BIN, ...args], {
+    const child = spawn(process.execPath, [options.bin ?? MESHWARD_BIN, ...args], {
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -36,9 +36,9 @@ export interface ProxyProcess {
   stderr(): string;
 }
 
-/** `meshward proxy --config configFile` as a process. */
-export function startProxyProcess(configFile: string): ProxyProcess {
-  const child = spawn(process.execPath, [MESHWARD_BIN, 'proxy', '--config', configFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** `meshward proxy --config configFile` as a process (the launcher `bin`, this package's unless told). */
+export function startProxyProcess(configFile: string, bin = MESHWARD_BIN): ProxyProcess {
+  const child = spawn(process.execPath, [bin, 'proxy', '--config', configFile], { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end();
   child.stdout.resume();
   let stderr = '';

@@ -23,6 +23,7 @@ import { formatForTerminal, isAccessLogLine, rateLimitedRequests } from './show.
 import { Supervisor, type ChildSpec, type Supervised } from './supervisor.ts';
 import { processAlive } from '../../lib/process.ts';
 import { nodeFlagsFor } from '../../lib/proxy-node-flags.ts';
+import { packageFile } from '../../lib/installation.ts';
 
 export interface UpOptions {
   filename: string;
@@ -41,7 +42,7 @@ export interface UpFile {
   startedAt: string;
 }
 
-const BIN = resolve(import.meta.dirname, '../../../bin/meshward.js');
+const BIN = packageFile('bin', 'meshward.js');
 export const upFilePath = (stateDir: string): string => join(resolve(stateDir), 'up.json');
 
 
