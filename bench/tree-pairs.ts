@@ -15,7 +15,7 @@
 // the app and both proxies on core 1.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,7 +36,13 @@ const SECONDS = Number(opts.seconds);
 
 const worktree = join(mkdtempSync(join(tmpdir(), 'meshward-base-')), 'tree');
 execFileSync('git', ['-C', here.REPO, 'worktree', 'add', '--detach', worktree, opts.base], { stdio: 'ignore' });
-for (const shared of ['node_modules', 'build']) symlinkSync(join(here.REPO, shared), join(worktree, shared));
+symlinkSync(join(here.REPO, 'node_modules'), join(worktree, 'node_modules'));
+mkdirSync(join(worktree, 'build'));
+symlinkSync(join(here.REPO, 'build', 'native'), join(worktree, 'build', 'native'));
+// Each tree runs as installed: from its own bundle where it builds one.
+for (const tree of [worktree, here.REPO]) {
+  if (existsSync(join(tree, 'tools', 'build-bundle.ts'))) execFileSync(process.execPath, [join(tree, 'tools', 'build-bundle.ts')], { stdio: 'ignore' });
+}
 // Its first start compiles and caches its sources; none of the measured ones should.
 execFileSync(process.execPath, [join(worktree, 'bin', 'meshward.js'), '--help'], { stdio: 'ignore' });
 const base = (await import(join(worktree, 'bench', 'two-hop', 'systems.ts'))) as typeof here;

@@ -63,6 +63,7 @@ import { createPki } from './two-hop/pki.ts';
 import { PORTS, assertPortsFree, REPO, SYSTEM_NAMES, isMeshward, startApp, startSystem, stopSystem, waitForPort, type RunningSystem, type SystemName } from './two-hop/systems.ts';
 import { runWorkloads } from './two-hop/workloads.ts';
 import { onPath } from './host.ts';
+import { freshBundleEntry } from '../src/lib/bundle-manifest.ts';
 
 const LOAD_CORE = '0';
 const SUT_CORE = '1';
@@ -178,6 +179,10 @@ if (tools.missing.includes('wrk') || tools.missing.includes('taskset') || tools.
   log(`missing ${tools.missing.join(', ')}: run as root to install, or install them`);
   process.exit(2);
 }
+// meshward as installed runs from its bundle: built again here if the
+// sources changed since, so the proxies measured are the ones users run.
+if (freshBundleEntry() === null) execFileSync(process.execPath, [join(REPO, 'tools', 'build-bundle.ts')], { stdio: ['ignore', 'ignore', 'inherit'] });
+log(`meshward runs from ${freshBundleEntry() === null ? 'its TypeScript sources (no bundle: esbuild is not installed)' : 'its bundle'}`);
 const wanted = opts.only.split(',').filter((n): n is SystemName => (SYSTEM_NAMES as readonly string[]).includes(n));
 const skipped: string[] = [];
 const names = wanted.filter((n) => {
