@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { runMeshward, startProxyProcess } from '../support/cli.ts';
 import { freePort } from '../support/http.ts';
-import { createLeaf, createRootCa } from '../support/pki.ts';
+import { writeIdentityFiles } from '../support/pki.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const PAYMENT = 'spiffe://cluster.local/ns/production/sa/payment-service';
@@ -28,11 +28,7 @@ function packageCopy(): string {
 
 async function proxyConfig(): Promise<{ file: string; admin: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'mw-bundle-proxy-'));
-  const root = await createRootCa({ trustDomain: 'cluster.local' });
-  const leaf = await createLeaf(root, { uris: [PAYMENT] });
-  writeFileSync(join(dir, 'key.pem'), leaf.keyPem, { mode: 0o600 });
-  writeFileSync(join(dir, 'chain.pem'), leaf.chainPem);
-  writeFileSync(join(dir, 'bundle.pem'), root.pem);
+  await writeIdentityFiles(dir, PAYMENT);
   const admin = await freePort();
   const config = {
     version: 1,

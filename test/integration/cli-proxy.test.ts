@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runMeshward, startProxyProcess } from '../support/cli.ts';
 import { freePort } from '../support/http.ts';
-import { createLeaf, createRootCa } from '../support/pki.ts';
+import { writeIdentityFiles } from '../support/pki.ts';
 
 const POLICIES = resolve(import.meta.dirname, '../../examples/authz/policies/payment.yaml');
 const PAYMENT = 'spiffe://cluster.local/ns/production/sa/payment-service';
@@ -39,11 +39,7 @@ describe('meshward proxy', () => {
 
   it('serves its admin API, gives back what start-up left in the young generation, and stops with exit 0 on SIGTERM', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mw-cli-proxy-'));
-    const root = await createRootCa({ trustDomain: 'cluster.local' });
-    const leaf = await createLeaf(root, { uris: [PAYMENT] });
-    writeFileSync(join(dir, 'key.pem'), leaf.keyPem, { mode: 0o600 });
-    writeFileSync(join(dir, 'chain.pem'), leaf.chainPem);
-    writeFileSync(join(dir, 'bundle.pem'), root.pem);
+    await writeIdentityFiles(dir, PAYMENT);
     const admin = await freePort();
     writeFileSync(join(dir, 'proxy.yaml'), JSON.stringify(baseConfig(admin, await freePort())));
 

@@ -12,6 +12,8 @@
 
 import 'reflect-metadata';
 import { KeyObject, X509Certificate, randomBytes, webcrypto } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto);
@@ -257,4 +259,17 @@ export { HOUR, DAY };
 /** An X.509 extension with an arbitrary OID, for "unknown critical extension" cases. */
 export function rawExtension(oid: string, critical: boolean, der: Uint8Array): x509.Extension {
   return new x509.Extension(oid, critical, der);
+}
+
+/**
+ * A workload's identity files as a proxy config's `identity.files` names
+ * them (key.pem, 0600; chain.pem; bundle.pem) in `dir`: a leaf with the
+ * one SPIFFE ID `uri`, from a new root of `trustDomain`.
+ */
+export async function writeIdentityFiles(dir: string, uri: string, trustDomain = 'cluster.local'): Promise<void> {
+  const root = await createRootCa({ trustDomain });
+  const leaf = await createLeaf(root, { uris: [uri] });
+  writeFileSync(join(dir, 'key.pem'), leaf.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'chain.pem'), leaf.chainPem);
+  writeFileSync(join(dir, 'bundle.pem'), root.pem);
 }
