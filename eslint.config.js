@@ -12,6 +12,16 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-console': 'error',
       eqeqeq: ['error', 'always'],
+      // zod's `z` export is its whole API as one object, which keeps every
+      // part of zod in the bundle (tools/build-bundle.ts); a namespace
+      // import lets the bundler drop what is not used, locales included.
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "ImportDeclaration[source.value='zod'] > :matches(ImportSpecifier[imported.name='z'], ImportDefaultSpecifier)",
+          message: "Import zod as a namespace (import * as z from 'zod'), so the bundle keeps only the parts used.",
+        },
+      ],
     },
   },
   {

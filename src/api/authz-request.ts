@@ -5,7 +5,7 @@
 //   const parsed = parseAuthzCheckRequest('request.json', JSON.parse(text));
 //   if (parsed.request === undefined) ...print parsed.diagnostics...
 
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Diagnostic } from './diagnostics.ts';
 import { deepFreeze } from './freeze.ts';
 import { describeValue, issuesToDiagnostics } from './issues.ts';

@@ -1,7 +1,7 @@
 // One parsed YAML/JSON document in, typed frozen resources and diagnostics
 // out. A Kubernetes List (`kubectl get -o yaml` output) is read item by item.
 
-import type { z } from 'zod';
+import type * as z from 'zod';
 import type { Diagnostic, Severity } from './diagnostics.ts';
 import { formatPath, type FieldPath } from './field-path.ts';
 import { deepFreeze } from './freeze.ts';

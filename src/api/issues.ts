@@ -3,7 +3,7 @@
 // you mean "principals"?)`, `expected one of ALLOW, DENY, AUDIT, CUSTOM, got
 // "ALLOWED"`), rather than the schema library's wording.
 
-import type { z } from 'zod';
+import type * as z from 'zod';
 import type { Diagnostic } from './diagnostics.ts';
 import { formatPath, valueAt, type FieldPath } from './field-path.ts';
 import { UNLESS_UNKNOWN_FIELDS } from './schemas/build.ts';

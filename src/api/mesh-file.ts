@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Diagnostic } from './diagnostics.ts';
 import { deepFreeze } from './freeze.ts';
 import { issuesToDiagnostics } from './issues.ts';

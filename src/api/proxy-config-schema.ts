@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Diagnostic } from './diagnostics.ts';
 import { issuesToDiagnostics } from './issues.ts';
 import { lineFinder } from './yaml-lines.ts';

@@ -21,6 +21,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freshBundleEntry } from '../../src/lib/bundle-manifest.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const SHOP = join(REPO, 'examples/shop');
@@ -189,6 +190,17 @@ describe('meshward up: the shop demo end to end', { timeout: 180_000 }, () => {
     assert.match(output, /production\/payment-service\s+spiffe:\/\/cluster\.local\/ns\/production\/sa\/payment-service\s+127\.0\.110\.3:8080 STRICT, 127\.0\.110\.3:9090 PERMISSIVE/);
     assert.match(output, /1\. A call that succeeds/);
     assert.ok(output.includes(`curl -i http://127.0.0.1:${moved(19041)}/api/v1/payments/summary`), output);
+  });
+
+  it('starts its proxies on the bundle when the bundle is built from the sources as they are, else on the launcher', () => {
+    const entry = freshBundleEntry();
+    const proxies = pidsMatching(stateDir)
+      .map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'))
+      .filter((argv) => argv.includes('node-proxy') || argv.includes('gateway'));
+    assert.ok(proxies.length >= 1, JSON.stringify(proxies));
+    for (const argv of proxies) assert.ok(argv.includes(entry ?? BIN), argv.join(' '));
+    assert.match(output, new RegExp(`proxy-started .*runningFrom=${entry === null ? 'source' : 'bundle'}`));
+    assert.doesNotMatch(output, new RegExp(`proxy-started .*runningFrom=${entry === null ? 'bundle' : 'source'}`));
   });
 
   it('status -o json lists every workload with its identity, ports, mTLS modes and readiness', () => {

@@ -2,7 +2,7 @@
 // Istio's ValidateAuthorizationPolicy plus a few that close gaps where Istio
 // accepts a policy that cannot mean what it says (see values.ts).
 
-import { z } from 'zod';
+import * as z from 'zod';
 import type { AuthorizationPolicySpec } from '../resources.ts';
 import {
   checked,

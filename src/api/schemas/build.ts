@@ -2,7 +2,7 @@
 // rule, lists, and cross-field rules that run even when some field below
 // them is malformed, so one pass reports every mistake in a resource.
 
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Check } from './values.ts';
 
 export type PathSegment = string | number;

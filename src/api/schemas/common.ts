@@ -1,7 +1,7 @@
 // Pieces several kinds share: workload selectors, policy target references,
 // and the rule that a policy picks its workloads one way only.
 
-import { z } from 'zod';
+import * as z from 'zod';
 import { listLength, present, recordField, withRules, type Raw, type RuleContext } from './build.ts';
 
 export const workloadSelector = withRules(

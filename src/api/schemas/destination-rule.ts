@@ -5,7 +5,7 @@
 // outlier detection, tunnel and proxy protocol are checked to be objects
 // and otherwise kept opaque.
 
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ClientTlsSettings, DestinationRuleSpec, TrafficPolicy } from '../resources.ts';
 import {
   checked,

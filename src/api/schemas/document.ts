@@ -2,7 +2,7 @@
 // an ignored status. Unknown top-level fields are errors: a misplaced
 // `rules:` next to `spec:` would otherwise vanish and change the policy.
 
-import { z } from 'zod';
+import * as z from 'zod';
 import { recordField, stringField, withRules, type Finding, type Raw, type RuleContext } from './build.ts';
 import { objectMeta, type ParsedObjectMeta } from './metadata.ts';
 

@@ -3,7 +3,7 @@
 // (uid, resourceVersion, managedFields...) is what `kubectl get -o yaml`
 // leaves behind and is accepted unread.
 
-import { z } from 'zod';
+import * as z from 'zod';
 import { checked, withRules } from './build.ts';
 import { labelKey, labelValue, namespaceName, objectName } from './values.ts';
 

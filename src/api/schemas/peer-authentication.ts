@@ -1,7 +1,7 @@
 // PeerAuthentication (security.istio.io/v1, v1beta1): which mTLS mode a
 // workload's inbound side accepts, per workload or per port.
 
-import { z } from 'zod';
+import * as z from 'zod';
 import type { PeerAuthenticationSpec } from '../resources.ts';
 import { present, recordField, withRules } from './build.ts';
 import type { Finding } from './build.ts';

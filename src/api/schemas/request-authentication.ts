@@ -1,7 +1,7 @@
 // RequestAuthentication (security.istio.io/v1, v1beta1): which JWTs a
 // workload accepts, following Istio's validateJwtRule.
 
-import { z } from 'zod';
+import * as z from 'zod';
 import type { RequestAuthenticationSpec } from '../resources.ts';
 import { checked, nonEmpty, present, withRules } from './build.ts';
 import type { Finding } from './build.ts';

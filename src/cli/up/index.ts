@@ -24,6 +24,7 @@ import { Supervisor, type ChildSpec, type Supervised } from './supervisor.ts';
 import { processAlive } from '../../lib/process.ts';
 import { nodeFlagsFor } from '../../lib/proxy-node-flags.ts';
 import { packageFile } from '../../lib/installation.ts';
+import { freshBundleEntry } from '../../lib/bundle-manifest.ts';
 
 export interface UpOptions {
   filename: string;
@@ -61,10 +62,20 @@ function commandOf(argv: readonly string[]): { command: string; args: string[] }
   return first === 'node' ? { command: process.execPath, args: rest } : { command: first!, args: rest };
 }
 
+/**
+ * What `meshward` children run: the bundle, when this process found it
+ * built from the sources as they are (once, so every child of one `up`
+ * runs the same build, restarts included), else the launcher. Started on
+ * the bundle directly, a proxy does not repeat the launcher's check in its
+ * own process (src/lib/bundle-manifest.ts).
+ */
+let childEntry: string | undefined;
+const meshwardEntry = (): string => (childEntry ??= freshBundleEntry() ?? BIN);
+
 /** A `meshward` child; proxies get their Node flags here rather than from the launcher's relaunch (one Node start-up less each). */
 function meshward(name: string, args: readonly string[], cwd: string): ChildSpec {
   const env = { ...process.env };
-  return { name, command: process.execPath, args: [...nodeFlagsFor(args[0], [], env.NODE_OPTIONS), BIN, ...args], cwd, env };
+  return { name, command: process.execPath, args: [...nodeFlagsFor(args[0], [], env.NODE_OPTIONS), meshwardEntry(), ...args], cwd, env };
 }
 
 function appSpecs(mesh: MeshFile): ChildSpec[] {
