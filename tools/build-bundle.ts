@@ -10,8 +10,9 @@
 // zod's entry point with all of its fifty-odd locales; a file with one
 // character outside Latin-1 is held at two bytes a character. The bundle
 // holds only code that can run: no comments, no whitespace, no modules
-// nothing imports, ASCII only. A sidecar settles about 4.5 MiB lower with
-// it (docs/benchmarks.md, "Proxies run from a bundle").
+// nothing imports, ASCII only. A sidecar idles about 12 MiB and settles
+// about 7 MiB lower with it (docs/benchmarks.md, "Proxies run from a
+// bundle").
 //
 // Bundled: meshward's own sources, and the dependencies that are plain
 // ES modules or simple CommonJS (zod, yaml, commander). Left to load from
