@@ -24,6 +24,13 @@ const TD = 'cluster.local';
 const CLIENT_ID = `spiffe://${TD}/ns/bar/sa/sleep`;
 const PAYMENT_ID = `spiffe://${TD}/ns/foo/sa/payment`;
 const EVIL_ID = `spiffe://${TD}/ns/foo/sa/impostor`;
+/**
+ * An endpoint that is down: nothing listens on port 1 (tcpmux) here, and no
+ * listener a test opens on port 0 can be given it, so every connection is
+ * refused. (A port closed by the test itself could be handed to the next
+ * listener another test opens.)
+ */
+const REFUSING_PORT = 1;
 
 let bundle: TrustBundle;
 let client: TestLeaf;
@@ -476,10 +483,8 @@ describe('outbound router: HTTP over mTLS', () => {
   });
 
   it('answers 503 for an endpoint that is down, counts it, and keeps serving', async () => {
-    const dead = await meshHttpServer(payment);
-    await dead.close();
     const live = await meshHttpServer(payment);
-    const { port, registry } = await startRouter([upstream('dead', [dead.port]), upstream('live', [live.port])]);
+    const { port, registry } = await startRouter([upstream('dead', [REFUSING_PORT]), upstream('live', [live.port])]);
     const reply = await request(port('dead'));
     assert.equal(reply.status, 503);
     assert.match(reply.body, /^upstream connect error or disconnect\/reset before headers/);
@@ -734,12 +739,7 @@ describe('outbound router: TCP and gRPC', () => {
   });
 
   it('resets the app connection when a TCP upstream is down, and counts it', async () => {
-    const gone = net.createServer();
-    gone.listen(0, '127.0.0.1');
-    await once(gone, 'listening');
-    const deadPort = (gone.address() as AddressInfo).port;
-    await new Promise<void>((r) => gone.close(() => r()));
-    const { port, registry } = await startRouter([upstream('ledger', [deadPort], { protocol: 'tcp' })]);
+    const { port, registry } = await startRouter([upstream('ledger', [REFUSING_PORT], { protocol: 'tcp' })]);
     for (let i = 0; i < 2; i++) {
       const app = net.connect(port('ledger'), '127.0.0.1');
       const [err] = (await once(app, 'error')) as [NodeJS.ErrnoException];
