@@ -35,8 +35,13 @@ import { PACKAGE_ROOT } from '../src/lib/installation.ts';
 /** Dependencies built into the bundle; every other one stays external. */
 const BUNDLED = new Set(['zod', 'yaml', 'commander']);
 
-/** Earlier builds kept besides the current one, for processes that started from them. */
+/**
+ * Earlier builds kept besides the current one, for processes that started
+ * from them and may yet load a chunk (or, under `meshward up`, restart a
+ * child): the three newest, and any made in the last day.
+ */
 const KEEP_EARLIER = 3;
+const KEEP_YOUNGER_THAN_MS = 24 * 60 * 60 * 1000;
 
 type Esbuild = typeof import('esbuild');
 
@@ -122,7 +127,9 @@ const earlier = readdirSync(BUNDLE_ROOT, { withFileTypes: true })
   .filter((e) => e.isDirectory() && /^[0-9a-f]{16}$/.test(e.name) && e.name !== directory)
   .map((e) => ({ name: e.name, mtime: statSync(join(BUNDLE_ROOT, e.name)).mtimeMs }))
   .sort((a, b) => b.mtime - a.mtime);
-for (const old of earlier.slice(KEEP_EARLIER)) rmSync(join(BUNDLE_ROOT, old.name), { recursive: true, force: true });
+for (const old of earlier.slice(KEEP_EARLIER)) {
+  if (Date.now() - old.mtime > KEEP_YOUNGER_THAN_MS) rmSync(join(BUNDLE_ROOT, old.name), { recursive: true, force: true });
+}
 
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
 console.log(`meshward: built ${join(BUNDLE_DIR, directory, BUNDLE_ENTRY)} from ${Object.keys(inputs).length} files (${(bytes / 1024).toFixed(0)} KiB of JavaScript and source maps)`);
