@@ -181,8 +181,10 @@ if (tools.missing.includes('wrk') || tools.missing.includes('taskset') || tools.
 }
 // meshward as installed runs from its bundle: built again here if the
 // sources changed since, so the proxies measured are the ones users run.
-if (freshBundleEntry() === null) execFileSync(process.execPath, [join(REPO, 'tools', 'build-bundle.ts')], { stdio: ['ignore', 'ignore', 'inherit'] });
-log(`meshward runs from ${freshBundleEntry() === null ? 'its TypeScript sources (no bundle: esbuild is not installed)' : 'its bundle'}`);
+if (freshBundleEntry() === null) {
+  execFileSync(process.execPath, [join(REPO, 'tools', 'build-bundle.ts')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (freshBundleEntry() === null) log('meshward runs from its TypeScript sources: no bundle (esbuild is not installed)');
+}
 const wanted = opts.only.split(',').filter((n): n is SystemName => (SYSTEM_NAMES as readonly string[]).includes(n));
 const skipped: string[] = [];
 const names = wanted.filter((n) => {

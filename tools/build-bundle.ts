@@ -10,7 +10,8 @@
 // zod's entry point with all of its fifty-odd locales; a file with one
 // character outside Latin-1 is held at two bytes a character. The bundle
 // holds only code that can run: no comments, no whitespace, no modules
-// nothing imports, ASCII only. A sidecar idles about 12 MiB and settles
+// nothing imports, and strings escaped to ASCII, so V8 holds its text at
+// one byte a character. A sidecar idles about 12 MiB and settles
 // about 7 MiB lower with it (docs/benchmarks.md, "Proxies run from a
 // bundle").
 //
@@ -29,7 +30,7 @@
 
 import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUNDLE_DIR, BUNDLE_ENTRY, MANIFEST_NAME, buildDirectoryFor, digestOf, type BundleManifest } from '../src/lib/bundle-manifest.ts';
+import { BUILD_DIRECTORY_NAME, BUNDLE_DIR, BUNDLE_ENTRY, MANIFEST_NAME, buildDirectoryFor, digestOf, type BundleManifest } from '../src/lib/bundle-manifest.ts';
 import { PACKAGE_ROOT } from '../src/lib/installation.ts';
 
 /** Dependencies built into the bundle; every other one stays external. */
@@ -113,10 +114,12 @@ const directory = buildDirectoryFor(inputs);
 const target = join(BUNDLE_ROOT, directory);
 try {
   renameSync(staging, target);
-} catch {
-  // The same sources were built before: that build is identical, and
-  // processes may be running from it.
+} catch (err) {
   rmSync(staging, { recursive: true, force: true });
+  // Only the same sources built before are left as they are: that build
+  // is identical, and processes may be running from it.
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
 }
 const manifest: BundleManifest = { directory, inputs };
 const partial = `${MANIFEST_FILE}.${process.pid}`;
@@ -124,7 +127,7 @@ writeFileSync(partial, `${JSON.stringify(manifest, null, 1)}\n`);
 renameSync(partial, MANIFEST_FILE);
 
 const earlier = readdirSync(BUNDLE_ROOT, { withFileTypes: true })
-  .filter((e) => e.isDirectory() && /^[0-9a-f]{16}$/.test(e.name) && e.name !== directory)
+  .filter((e) => e.isDirectory() && BUILD_DIRECTORY_NAME.test(e.name) && e.name !== directory)
   .map((e) => ({ name: e.name, mtime: statSync(join(BUNDLE_ROOT, e.name)).mtimeMs }))
   .sort((a, b) => b.mtime - a.mtime);
 for (const old of earlier.slice(KEEP_EARLIER)) {

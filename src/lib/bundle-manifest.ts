@@ -24,6 +24,9 @@ import { PACKAGE_ROOT } from './installation.ts';
 export const BUNDLE_DIR = join('build', 'bundle');
 export const MANIFEST_NAME = 'current.json';
 
+/** A build's directory name: the first 16 hex digits of its inputs' digest (buildDirectoryFor). */
+export const BUILD_DIRECTORY_NAME = /^[0-9a-f]{16}$/;
+
 /** The file, in a build's directory, that runs the command line (src/cli/run.ts). */
 export const BUNDLE_ENTRY = 'meshward.js';
 
@@ -48,7 +51,7 @@ function readManifest(root: string): BundleManifest | null {
     const m = JSON.parse(readFileSync(join(root, BUNDLE_DIR, MANIFEST_NAME), 'utf8')) as Partial<BundleManifest>;
     const valid =
       typeof m.directory === 'string' &&
-      /^[0-9a-f]{16}$/.test(m.directory) &&
+      BUILD_DIRECTORY_NAME.test(m.directory) &&
       typeof m.inputs === 'object' &&
       m.inputs !== null &&
       Object.keys(m.inputs).length > 0;
